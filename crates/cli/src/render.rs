@@ -1,0 +1,191 @@
+//! Human-readable output: ticket detail, ticket lists, replay lines, media types.
+
+use std::fmt::Write;
+
+use anyhow::Result;
+use serde_json::json;
+use ticketsync_projections::ticket::{ItemBodyView, ItemView};
+use ticketsync_projections::TicketView;
+use ticketsync_wire::replay::rfc3339_ms;
+use ticketsync_wire::{event_data_json, LogEntry};
+
+/// Cuts a string to `n` characters for a table cell.
+fn cut(s: &str, n: usize) -> String {
+    let one_line = s.replace(['\n', '\r', '\t'], " ");
+    if one_line.chars().count() <= n {
+        one_line
+    } else {
+        let mut t: String = one_line.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+pub fn ticket(t: &TicketView) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "#{} {}  {}", t.number, t.id, t.title);
+    let _ = writeln!(
+        o,
+        "status: {}   customer: {}   created {} by {}@{}   version {}",
+        t.status,
+        t.customer.as_deref().unwrap_or("-"),
+        t.created_at,
+        t.created_by.user,
+        t.created_by.instance,
+        t.version
+    );
+    if !t.description.is_empty() {
+        let _ = writeln!(o, "\n{}", t.description);
+    }
+    let _ = writeln!(
+        o,
+        "\ntotals: {} h ({} h billable), charges cost {} price {}",
+        t.totals.hours, t.totals.billable_hours, t.totals.charges_cost, t.totals.charges_price
+    );
+    let live: Vec<&ItemView> = t.items.iter().filter(|i| !i.deleted).collect();
+    let _ = writeln!(o, "\nitems ({}):", live.len());
+    for i in live {
+        let _ = writeln!(o, "  {}", item_line(i));
+    }
+    let deleted = t.items.iter().filter(|i| i.deleted).count();
+    if deleted > 0 {
+        let _ = writeln!(o, "  ({deleted} deleted; see --json or the history)");
+    }
+    let _ = writeln!(o, "\nhistory:");
+    for h in &t.history {
+        let _ = writeln!(
+            o,
+            "  {:>6}  {}  {}@{}  {}",
+            h.position, h.at, h.actor.user, h.actor.instance, h.summary
+        );
+    }
+    o
+}
+
+fn item_line(i: &ItemView) -> String {
+    let mut flags = String::new();
+    if i.internal {
+        flags.push_str(" [internal]");
+    }
+    if i.diverged {
+        flags.push_str(" [diverged]");
+    }
+    let what = match &i.body {
+        ItemBodyView::Note { text } => cut(text, 60),
+        ItemBodyView::Time {
+            hours,
+            offset_hours,
+            resource,
+            role,
+            summary,
+            date,
+            billable,
+        } => format!(
+            "{hours} h{} {date} {resource}{}{} {}",
+            if offset_hours.is_zero() {
+                String::new()
+            } else {
+                format!(" (offset {offset_hours})")
+            },
+            role.as_ref().map(|r| format!(" ({r})")).unwrap_or_default(),
+            if *billable { "" } else { " non-billable" },
+            cut(summary, 40)
+        ),
+        ItemBodyView::Charge {
+            description,
+            quantity,
+            unit_cost,
+            unit_price,
+            billable,
+        } => format!(
+            "{quantity} x {} at cost {unit_cost}, price {unit_price}{}",
+            cut(description, 40),
+            if *billable { "" } else { " non-billable" }
+        ),
+        ItemBodyView::Attachment {
+            sha256,
+            filename,
+            size,
+            media_type,
+        } => {
+            format!(
+                "{filename} ({size} bytes, {media_type}) sha256:{}",
+                &sha256[..16]
+            )
+        }
+    };
+    format!(
+        "{:<10} {}  {}@{}{}  {}",
+        i.kind, i.id, i.author.user, i.author.instance, flags, what
+    )
+}
+
+pub fn list(ts: &[TicketView]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:>5}  {:<26}  {:<16}  {:<40}  {:<20}  UPDATED",
+        "#", "ID", "STATUS", "TITLE", "CUSTOMER"
+    );
+    for t in ts {
+        let _ = writeln!(
+            o,
+            "{:>5}  {:<26}  {:<16}  {:<40}  {:<20}  {}",
+            t.number,
+            t.id,
+            cut(&t.status, 16),
+            cut(&t.title, 40),
+            cut(t.customer.as_deref().unwrap_or("-"), 20),
+            t.updated_at
+        );
+    }
+    o
+}
+
+pub fn list_row_json(t: &TicketView) -> serde_json::Value {
+    json!({
+        "id": t.id, "number": t.number, "title": t.title, "customer": t.customer,
+        "status": t.status, "created_at": t.created_at, "updated_at": t.updated_at,
+        "version": t.version, "totals": t.totals,
+    })
+}
+
+/// `position recorded_at ticket@version type actor data`, one line.
+pub fn replay_line(e: &LogEntry) -> Result<String> {
+    let (_, data) = event_data_json(e.schema_version, &e.payload)?;
+    Ok(format!(
+        "{:>6}  {}  {}@{:<3}  {:<16}  {}@{}  {}",
+        e.position,
+        rfc3339_ms(e.recorded_at),
+        e.stream_id,
+        e.version,
+        e.event_type,
+        e.actor_user,
+        e.actor_instance,
+        data
+    ))
+}
+
+/// A media type from the file name's extension; unknown ones are octet streams.
+pub fn media_type(filename: &str) -> &'static str {
+    let ext = filename
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "txt" | "log" => "text/plain",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "json" => "application/json",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "eml" => "message/rfc822",
+        "doc" => "application/msword",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        _ => "application/octet-stream",
+    }
+}

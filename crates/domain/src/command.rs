@@ -1,0 +1,309 @@
+//! Commands and `decide`: the rules that turn an intent into events, or refuse it.
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+use crate::error::{refuse, DomainError};
+use crate::event::Event;
+use crate::ids::{Actor, ItemId, TicketId};
+use crate::policy::Policy;
+use crate::ticket::{Item, ItemBody, ItemKind, Ticket};
+use crate::values::{self, Attachment, Charge, TimeEntry};
+
+/// What a user asks for. New ids (ticket, item) are chosen by the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    CreateTicket {
+        title: String,
+        description: String,
+        customer: Option<String>,
+    },
+    ChangeStatus {
+        status: String,
+    },
+    AddNote {
+        item: ItemId,
+        text: String,
+        internal: bool,
+    },
+    EditNote {
+        item: ItemId,
+        text: Option<String>,
+        internal: Option<bool>,
+    },
+    AddTime {
+        item: ItemId,
+        entry: TimeEntry,
+    },
+    EditTime {
+        item: ItemId,
+        patch: TimePatch,
+    },
+    AddCharge {
+        item: ItemId,
+        charge: Charge,
+    },
+    EditCharge {
+        item: ItemId,
+        patch: ChargePatch,
+    },
+    AddAttachment {
+        item: ItemId,
+        attachment: Attachment,
+    },
+    DeleteItem {
+        item: ItemId,
+        kind: ItemKind,
+    },
+}
+
+/// The fields of a time entry to change; `None` keeps the current value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TimePatch {
+    pub hours: Option<Decimal>,
+    pub offset_hours: Option<Decimal>,
+    pub resource: Option<String>,
+    /// `Some(None)` clears the role.
+    pub role: Option<Option<String>>,
+    pub summary: Option<String>,
+    pub date: Option<NaiveDate>,
+    pub billable: Option<bool>,
+}
+
+/// The fields of a charge to change; `None` keeps the current value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChargePatch {
+    pub description: Option<String>,
+    pub quantity: Option<Decimal>,
+    pub unit_cost: Option<Decimal>,
+    pub unit_price: Option<Decimal>,
+    pub billable: Option<bool>,
+}
+
+/// Who is asking and under which instance policy.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    pub actor: &'a Actor,
+    pub policy: &'a Policy,
+}
+
+/// Decides a command against the current state of ticket `id` (`None`: it does not exist yet).
+/// Returns the events to append (possibly none, for an edit that changes nothing) or why not.
+pub fn decide(
+    state: Option<&Ticket>,
+    id: TicketId,
+    ctx: Context<'_>,
+    cmd: Command,
+) -> Result<Vec<Event>, DomainError> {
+    let Some(t) = state else {
+        return match cmd {
+            Command::CreateTicket {
+                title,
+                description,
+                customer,
+            } => Ok(vec![Event::TicketCreated {
+                title: values::title("title", &title)?,
+                description: values::text("description", &description, false)?,
+                customer: values::label("customer", customer.as_deref())?,
+                status: ctx.policy.statuses.initial().to_string(),
+            }]),
+            _ => Err(DomainError::TicketNotFound(id)),
+        };
+    };
+    match cmd {
+        Command::CreateTicket { .. } => Err(refuse(
+            "create ticket",
+            format!("ticket {id} already exists"),
+            vec![],
+        )),
+        Command::ChangeStatus { status } => change_status(t, ctx.policy, &status),
+        Command::AddNote {
+            item,
+            text,
+            internal,
+        } => {
+            fresh_item(t, item)?;
+            Ok(vec![Event::NoteAdded {
+                item,
+                text: values::text("note", &text, true)?,
+                internal,
+            }])
+        }
+        Command::AddTime { item, entry } => {
+            fresh_item(t, item)?;
+            Ok(vec![Event::TimeAdded {
+                item,
+                entry: entry.validated()?,
+            }])
+        }
+        Command::AddCharge { item, charge } => {
+            fresh_item(t, item)?;
+            Ok(vec![Event::ChargeAdded {
+                item,
+                charge: charge.validated()?,
+            }])
+        }
+        Command::AddAttachment { item, attachment } => {
+            fresh_item(t, item)?;
+            let attachment = attachment.validated(ctx.policy.max_attachment_bytes)?;
+            Ok(vec![Event::AttachmentAdded { item, attachment }])
+        }
+        Command::EditNote {
+            item,
+            text,
+            internal,
+        } => {
+            let i = editable(t, ctx.actor, item, ItemKind::Note, "edit")?;
+            let ItemBody::Note {
+                text: cur_text,
+                internal: cur_internal,
+            } = &i.body
+            else {
+                return Err(wrong_kind(i, ItemKind::Note, "edit"));
+            };
+            let (cur_text, cur_internal) = (cur_text.clone(), *cur_internal);
+            let text = match text {
+                Some(s) => values::text("note", &s, true)?,
+                None => cur_text.clone(),
+            };
+            let internal = internal.unwrap_or(cur_internal);
+            if text == cur_text && internal == cur_internal {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::NoteEdited {
+                item,
+                text,
+                internal,
+            }])
+        }
+        Command::EditTime { item, patch } => {
+            let i = editable(t, ctx.actor, item, ItemKind::Time, "edit")?;
+            let ItemBody::Time(cur) = &i.body else {
+                return Err(wrong_kind(i, ItemKind::Time, "edit"));
+            };
+            let cur = cur.clone();
+            let entry = TimeEntry {
+                hours: patch.hours.unwrap_or(cur.hours),
+                offset_hours: patch.offset_hours.unwrap_or(cur.offset_hours),
+                resource: patch.resource.unwrap_or_else(|| cur.resource.clone()),
+                role: patch.role.unwrap_or_else(|| cur.role.clone()),
+                summary: patch.summary.unwrap_or_else(|| cur.summary.clone()),
+                date: patch.date.unwrap_or(cur.date),
+                billable: patch.billable.unwrap_or(cur.billable),
+            }
+            .validated()?;
+            if entry == cur {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::TimeEdited { item, entry }])
+        }
+        Command::EditCharge { item, patch } => {
+            let i = editable(t, ctx.actor, item, ItemKind::Charge, "edit")?;
+            let ItemBody::Charge(cur) = &i.body else {
+                return Err(wrong_kind(i, ItemKind::Charge, "edit"));
+            };
+            let cur = cur.clone();
+            let charge = Charge {
+                description: patch.description.unwrap_or_else(|| cur.description.clone()),
+                quantity: patch.quantity.unwrap_or(cur.quantity),
+                unit_cost: patch.unit_cost.unwrap_or(cur.unit_cost),
+                unit_price: patch.unit_price.unwrap_or(cur.unit_price),
+                billable: patch.billable.unwrap_or(cur.billable),
+            }
+            .validated()?;
+            if charge == cur {
+                return Ok(vec![]);
+            }
+            Ok(vec![Event::ChargeEdited { item, charge }])
+        }
+        Command::DeleteItem { item, kind } => {
+            editable(t, ctx.actor, item, kind, "delete")?;
+            Ok(vec![Event::ItemDeleted { item, kind }])
+        }
+    }
+}
+
+fn change_status(t: &Ticket, policy: &Policy, wanted: &str) -> Result<Vec<Event>, DomainError> {
+    let others: Vec<String> = policy
+        .statuses
+        .names()
+        .iter()
+        .filter(|s| **s != t.status)
+        .cloned()
+        .collect();
+    let Some(to) = policy.statuses.find(wanted) else {
+        return Err(refuse(
+            format!("change status to {wanted:?}"),
+            format!(
+                "{wanted:?} is not a configured status (ticket status is {})",
+                t.status
+            ),
+            others,
+        ));
+    };
+    if to == t.status {
+        return Err(refuse(
+            format!("change status to {to}"),
+            format!("ticket status is already {to}"),
+            others,
+        ));
+    }
+    Ok(vec![Event::StatusChanged {
+        from: t.status.clone(),
+        to: to.to_string(),
+    }])
+}
+
+fn fresh_item(t: &Ticket, item: ItemId) -> Result<(), DomainError> {
+    match t.items.get(&item) {
+        None => Ok(()),
+        Some(i) => Err(refuse(
+            format!("add item {item}"),
+            format!("{} {item} already exists on ticket {}", i.body.kind(), t.id),
+            vec![],
+        )),
+    }
+}
+
+/// Finds an item the actor may edit or delete. Items authored on this instance may be
+/// changed only by their author; items from another instance may be changed locally
+/// (the change stays on this side and marks the item diverged).
+fn editable<'t>(
+    t: &'t Ticket,
+    actor: &Actor,
+    item: ItemId,
+    kind: ItemKind,
+    verb: &str,
+) -> Result<&'t Item, DomainError> {
+    let i = t
+        .items
+        .get(&item)
+        .ok_or(DomainError::ItemNotFound { ticket: t.id, item })?;
+    let action = format!("{verb} {kind} {item}");
+    if i.body.kind() != kind {
+        return Err(wrong_kind(i, kind, verb));
+    }
+    if i.deleted {
+        return Err(refuse(action, format!("{kind} {item} is deleted"), vec![]));
+    }
+    if i.author.instance == actor.instance && i.author.user != actor.user {
+        return Err(refuse(
+            action,
+            format!(
+                "{kind} {item} was added by {}, and only its author may change it",
+                i.author
+            ),
+            vec![format!("{verb} by {}", i.author)],
+        ));
+    }
+    Ok(i)
+}
+
+fn wrong_kind(i: &Item, wanted: ItemKind, verb: &str) -> DomainError {
+    let k = i.body.kind().name().split(' ').next().unwrap_or("item");
+    refuse(
+        format!("{verb} {wanted} {}", i.id),
+        format!("item {} is a {}, not a {wanted}", i.id, i.body.kind()),
+        vec![format!("{k} edit"), format!("{k} delete")],
+    )
+}

@@ -1,0 +1,21 @@
+//! Pure ticket domain: identifiers, validated values, commands, events, `decide` and `evolve`.
+//!
+//! Nothing in this crate performs I/O, reads a clock or draws random numbers: ids and
+//! timestamps are passed in by the caller, so every function here is deterministic and
+//! can be property-tested without a database.
+
+pub mod command;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod policy;
+pub mod ticket;
+pub mod values;
+
+pub use command::{decide, Command, Context};
+pub use error::{DomainError, Refusal};
+pub use event::{Event, EventMeta};
+pub use ids::{Actor, InstanceId, ItemId, TicketId, Timestamp};
+pub use policy::{Policy, StatusSet};
+pub use ticket::{evolve, Item, ItemBody, ItemKind, Ticket};
+pub use values::{Attachment, Charge, Sha256Digest, TimeEntry};

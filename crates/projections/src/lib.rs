@@ -1,0 +1,8 @@
+//! Read models built from the log: the checkpointed runner, the ticket projection,
+//! projection digests, rebuild and point-in-time views.
+
+pub mod runner;
+pub mod ticket;
+
+pub use runner::{catch_up, digest, rebuild, Projection, ProjectionError, Rebuilt, RUN_BATCH};
+pub use ticket::{ticket_as_of, TicketProjection, TicketView, TICKETS};

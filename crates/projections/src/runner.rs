@@ -1,0 +1,131 @@
+//! The projection runner: applies the log to a projection in batches, writing each
+//! batch's documents and the new checkpoint in one transaction, so a crash at any point
+//! leaves rows and checkpoint consistent and the next run resumes exactly there.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+use ticketsync_store::{DocChange, Store, StoreError};
+use ticketsync_wire::{LogEntry, WireError};
+
+/// Log entries applied per transaction.
+pub const RUN_BATCH: u32 = 2_000;
+/// How many times a runner re-reads after another runner moved the checkpoint first.
+pub const MAX_CHECKPOINT_RACES: u32 = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("log position {position}: {source}")]
+    Decode { position: u64, source: WireError },
+    #[error("projection document {key:?} is unreadable: {reason}")]
+    BadDoc { key: String, reason: String },
+}
+
+/// A read model kept from the log. Documents are opaque bytes keyed by string.
+pub trait Projection: Send + Sync {
+    /// The name its documents and checkpoint are stored under.
+    fn name(&self) -> &str;
+    /// The keys of the documents these entries read or write.
+    fn keys(&self, entries: &[LogEntry]) -> Vec<String>;
+    /// Applies the entries, in order, to the loaded documents (`docs` holds every key from
+    /// `keys` that exists) and returns the changes to store.
+    fn apply(
+        &self,
+        docs: HashMap<String, Vec<u8>>,
+        entries: &[LogEntry],
+    ) -> Result<Vec<DocChange>, ProjectionError>;
+}
+
+/// Applies everything after the projection's checkpoint, stored under `stored_as` (the
+/// projection's own name, or a shadow name during a rebuild). Returns the new checkpoint.
+pub async fn catch_up_as(
+    store: &dyn Store,
+    p: &dyn Projection,
+    stored_as: &str,
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, ProjectionError> {
+    let mut races = 0;
+    let mut from = store.projection_checkpoint(stored_as).await?;
+    loop {
+        let entries = store.read_log(from, RUN_BATCH).await?;
+        let Some(last) = entries.last() else {
+            return Ok(from);
+        };
+        let to = last.position;
+        let docs = store.load_docs(stored_as, &p.keys(&entries)).await?;
+        let changes = p.apply(docs, &entries)?;
+        match store.commit_projection(stored_as, from, to, changes).await {
+            Ok(()) => {
+                from = to;
+                progress(to);
+            }
+            Err(StoreError::CheckpointMoved { actual, .. }) if races < MAX_CHECKPOINT_RACES => {
+                // Another process applied these entries first; continue from where it got.
+                races += 1;
+                from = actual;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Brings a projection up to the end of the log.
+pub async fn catch_up(store: &dyn Store, p: &dyn Projection) -> Result<u64, ProjectionError> {
+    catch_up_as(store, p, p.name(), &mut |_| {}).await
+}
+
+/// SHA-256 over every document of a stored projection, in key order. Two projections with
+/// the same digest hold the same bytes.
+pub async fn digest(store: &dyn Store, stored_as: &str) -> Result<[u8; 32], ProjectionError> {
+    let mut h = Sha256::new();
+    for (k, doc) in store.list_docs(stored_as).await? {
+        h.update((k.len() as u64).to_le_bytes());
+        h.update(k.as_bytes());
+        h.update((doc.len() as u64).to_le_bytes());
+        h.update(&doc);
+    }
+    Ok(h.finalize().into())
+}
+
+/// The outcome of a rebuild.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// Digest of the live projection, caught up to `position`, just before the swap.
+    pub live_digest: [u8; 32],
+    /// Digest of the projection recomputed from position 1 up to `position`.
+    pub rebuilt_digest: [u8; 32],
+    /// Log position both were computed up to.
+    pub position: u64,
+}
+
+/// Recomputes a projection from the start of the log into a shadow copy, then swaps it in
+/// atomically: readers keep seeing the old projection until the swap, and a crash midway
+/// leaves the live projection untouched. While writers keep appending, the two digests
+/// are only comparable when both copies reach the same position; rebuild retries a few
+/// times for that and otherwise compares what it has.
+pub async fn rebuild(
+    store: &dyn Store,
+    p: &dyn Projection,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Rebuilt, ProjectionError> {
+    let shadow = format!("{}.rebuild", p.name());
+    store.reset_projection(&shadow).await?;
+    let mut position = catch_up_as(store, p, &shadow, progress).await?;
+    for _ in 0..MAX_CHECKPOINT_RACES {
+        let live = catch_up(store, p).await?;
+        position = catch_up_as(store, p, &shadow, progress).await?;
+        if live == position {
+            break;
+        }
+    }
+    let live_digest = digest(store, p.name()).await?;
+    let rebuilt_digest = digest(store, &shadow).await?;
+    store.replace_projection(&shadow, p.name()).await?;
+    Ok(Rebuilt {
+        live_digest,
+        rebuilt_digest,
+        position,
+    })
+}

@@ -1,0 +1,439 @@
+//! The SQLite backend: one file in WAL mode with `synchronous=FULL`, so an acknowledged
+//! append survives power loss. Writers take the write lock up front (`BEGIN IMMEDIATE`) so
+//! that two processes never both read a version and then both try to write.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+use ticketsync_wire::{LogEntry, GENESIS_HASH};
+use ulid::Ulid;
+
+use crate::{DocChange, Head, Store, StoreError, StreamAppend, MAX_READ_BATCH, STORE_SCHEMA};
+
+/// How long a writer waits for another process's write lock before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections kept by one process (SQLite serializes writers anyway).
+pub const MAX_CONNECTIONS: u32 = 4;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+const ENTRY_COLUMNS: &str = "position, event_id, stream_id, version, schema_version, event_type, \
+     occurred_at, recorded_at, actor_instance, actor_user, payload, prev_hash, hash";
+
+impl SqliteStore {
+    /// Creates (or opens) the database file and brings its schema up to date.
+    pub async fn create(path: &Path) -> Result<Self, StoreError> {
+        Self::open_inner(path, true).await
+    }
+
+    /// Opens an existing database; fails with `NotInitialized` when the file is missing.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::NotInitialized(format!(
+                "no database at {}; run `ticketsync init` first",
+                path.display()
+            )));
+        }
+        Self::open_inner(path, false).await
+    }
+
+    async fn open_inner(path: &Path, create: bool) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+            .create_if_missing(create)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(opts)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        let store = SqliteStore { pool };
+        store.check_schema().await?;
+        MIGRATOR.run(&store.pool).await?;
+        Ok(store)
+    }
+
+    /// Refuses a database written by a newer ticketsync before touching it.
+    async fn check_schema(&self) -> Result<(), StoreError> {
+        let has_meta: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if has_meta.is_none() {
+            return Ok(());
+        }
+        let v: Option<String> =
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'store_schema'")
+                .fetch_optional(&self.pool)
+                .await?;
+        let found: u32 = match v {
+            None => return Ok(()),
+            Some(s) => s
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("store_schema {s:?} is not a number")))?,
+        };
+        if found > STORE_SCHEMA {
+            return Err(StoreError::SchemaTooNew {
+                found,
+                supported: STORE_SCHEMA,
+            });
+        }
+        Ok(())
+    }
+
+    /// The underlying pool, for tests and operator tooling that need raw SQL.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {what}: {v}")))
+}
+
+fn to_i64(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("value {v} out of range")))
+}
+
+fn parse_ulid(s: &str, what: &str) -> Result<Ulid, StoreError> {
+    Ulid::from_string(s).map_err(|_| StoreError::Corrupt(format!("{what} {s:?} is not a ULID")))
+}
+
+fn hash32(v: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(v.as_slice())
+        .map_err(|_| StoreError::Corrupt(format!("{what} has {} bytes, not 32", v.len())))
+}
+
+fn entry_from_row(r: &SqliteRow) -> Result<LogEntry, StoreError> {
+    let schema: i64 = r.try_get("schema_version")?;
+    Ok(LogEntry {
+        position: to_u64(r.try_get("position")?, "position")?,
+        event_id: parse_ulid(&r.try_get::<String, _>("event_id")?, "event id")?,
+        stream_id: parse_ulid(&r.try_get::<String, _>("stream_id")?, "stream id")?,
+        version: to_u64(r.try_get("version")?, "version")?,
+        schema_version: u16::try_from(schema)
+            .map_err(|_| StoreError::Corrupt(format!("schema version {schema} out of range")))?,
+        event_type: r.try_get("event_type")?,
+        occurred_at: r.try_get("occurred_at")?,
+        recorded_at: r.try_get("recorded_at")?,
+        actor_instance: r.try_get("actor_instance")?,
+        actor_user: r.try_get("actor_user")?,
+        payload: r.try_get("payload")?,
+        prev_hash: hash32(r.try_get("prev_hash")?, "prev_hash")?,
+        hash: hash32(r.try_get("hash")?, "hash")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append(
+        &self,
+        recorded_at: i64,
+        batch: Vec<StreamAppend>,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let head: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT position, hash FROM log_head WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (mut position, mut prev) = match head {
+            Some((p, h)) => (to_u64(p, "head position")?, hash32(h, "head hash")?),
+            None => (0, GENESIS_HASH),
+        };
+        let mut out = Vec::with_capacity(batch.iter().map(|b| b.entries.len()).sum());
+        for part in batch {
+            let sid = part.stream_id.to_string();
+            let cur: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = ?")
+                    .bind(&sid)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let mut version = to_u64(cur.unwrap_or(0), "stream version")?;
+            if version != part.expected_version {
+                // Dropping the transaction rolls it back: nothing of the batch is written.
+                return Err(StoreError::Conflict {
+                    stream_id: part.stream_id,
+                    expected: part.expected_version,
+                    actual: version,
+                });
+            }
+            if part.entries.is_empty() {
+                continue;
+            }
+            for new in part.entries {
+                position += 1;
+                version += 1;
+                let e = LogEntry::seal(new, position, version, recorded_at, prev);
+                sqlx::query(&format!(
+                    "INSERT INTO events ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ))
+                .bind(to_i64(e.position)?)
+                .bind(e.event_id.to_string())
+                .bind(&sid)
+                .bind(to_i64(e.version)?)
+                .bind(i64::from(e.schema_version))
+                .bind(&e.event_type)
+                .bind(e.occurred_at)
+                .bind(e.recorded_at)
+                .bind(&e.actor_instance)
+                .bind(&e.actor_user)
+                .bind(&e.payload)
+                .bind(&e.prev_hash[..])
+                .bind(&e.hash[..])
+                .execute(&mut *tx)
+                .await?;
+                prev = e.hash;
+                out.push(e);
+            }
+            sqlx::query(
+                "INSERT INTO streams (stream_id, version) VALUES (?, ?) \
+                 ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
+            )
+            .bind(&sid)
+            .bind(to_i64(version)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !out.is_empty() {
+            sqlx::query(
+                "INSERT INTO log_head (id, position, hash) VALUES (1, ?, ?) \
+                 ON CONFLICT (id) DO UPDATE SET position = excluded.position, hash = excluded.hash",
+            )
+            .bind(to_i64(position)?)
+            .bind(&prev[..])
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn stream_version(&self, stream_id: Ulid) -> Result<u64, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = ?")
+            .bind(stream_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        to_u64(v.unwrap_or(0), "stream version")
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: Ulid,
+        to_position: Option<u64>,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let to = to_i64(to_position.unwrap_or(i64::MAX as u64))?;
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM events WHERE stream_id = ? AND position <= ? ORDER BY version"
+        ))
+        .bind(stream_id.to_string())
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn read_log(&self, after: u64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+        ))
+        .bind(to_i64(after)?)
+        .bind(i64::from(limit.min(MAX_READ_BATCH)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn head(&self) -> Result<Head, StoreError> {
+        let head: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT position, hash FROM log_head WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        match head {
+            Some((p, h)) => Ok(Head {
+                position: to_u64(p, "head position")?,
+                hash: hash32(h, "head hash")?,
+            }),
+            None => Ok(Head {
+                position: 0,
+                hash: GENESIS_HASH,
+            }),
+        }
+    }
+
+    async fn count_entries(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        to_u64(n, "count")
+    }
+
+    async fn stream_versions(&self) -> Result<HashMap<Ulid, u64>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT stream_id, version FROM streams")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|(s, v)| Ok((parse_ulid(&s, "stream id")?, to_u64(v, "stream version")?)))
+            .collect()
+    }
+
+    async fn projection_checkpoint(&self, projection: &str) -> Result<u64, StoreError> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = ?")
+                .bind(projection)
+                .fetch_optional(&self.pool)
+                .await?;
+        to_u64(v.unwrap_or(0), "checkpoint")
+    }
+
+    async fn load_docs(
+        &self,
+        projection: &str,
+        keys: &[String],
+    ) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+        let mut out = HashMap::with_capacity(keys.len());
+        let mut conn = self.pool.acquire().await?;
+        for k in keys {
+            let doc: Option<Vec<u8>> = sqlx::query_scalar(
+                "SELECT doc FROM projection_docs WHERE projection = ? AND key = ?",
+            )
+            .bind(projection)
+            .bind(k)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(d) = doc {
+                out.insert(k.clone(), d);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_docs(&self, projection: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(
+            sqlx::query_as(
+                "SELECT key, doc FROM projection_docs WHERE projection = ? ORDER BY key",
+            )
+            .bind(projection)
+            .fetch_all(&self.pool)
+            .await?,
+        )
+    }
+
+    async fn commit_projection(
+        &self,
+        projection: &str,
+        from: u64,
+        to: u64,
+        changes: Vec<DocChange>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let cur: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = ?")
+                .bind(projection)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let cur = to_u64(cur.unwrap_or(0), "checkpoint")?;
+        if cur != from {
+            return Err(StoreError::CheckpointMoved {
+                projection: projection.to_string(),
+                expected: from,
+                actual: cur,
+            });
+        }
+        for c in changes {
+            match c {
+                DocChange::Put { key, doc } => {
+                    sqlx::query(
+                        "INSERT INTO projection_docs (projection, key, doc) VALUES (?, ?, ?) \
+                         ON CONFLICT (projection, key) DO UPDATE SET doc = excluded.doc",
+                    )
+                    .bind(projection)
+                    .bind(key)
+                    .bind(doc)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                DocChange::Delete { key } => {
+                    sqlx::query("DELETE FROM projection_docs WHERE projection = ? AND key = ?")
+                        .bind(projection)
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (name, position) VALUES (?, ?) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+        )
+        .bind(projection)
+        .bind(to_i64(to)?)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn reset_projection(&self, projection: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("DELETE FROM projection_docs WHERE projection = ?")
+            .bind(projection)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM projection_checkpoints WHERE name = ?")
+            .bind(projection)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn replace_projection(&self, shadow: &str, live: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for sql in [
+            "DELETE FROM projection_docs WHERE projection = ?2",
+            "DELETE FROM projection_checkpoints WHERE name = ?2",
+            "UPDATE projection_docs SET projection = ?2 WHERE projection = ?1",
+            "UPDATE projection_checkpoints SET name = ?2 WHERE name = ?1",
+        ] {
+            sqlx::query(sql)
+                .bind(shadow)
+                .bind(live)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
