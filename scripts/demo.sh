@@ -27,7 +27,7 @@ printf 'roller part no. RM1-0037\n' > "$work/part.txt"
 step "the ticket"
 "$TS" ticket show "$id"
 step "replay (JSON lines, first 2)"
-"$TS" replay --json | head -n 2
+"$TS" replay --json --to 2
 step "verify the hash chain"
 "$TS" verify
 step "rebuild the projection from the log"
