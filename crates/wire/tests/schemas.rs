@@ -8,15 +8,22 @@ use ticketsync_wire::v1::EventV1;
 use ticketsync_wire::ReplayLine;
 
 fn check(name: &str, schema: schemars::Schema) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schemas").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../schemas")
+        .join(name);
     let generated = serde_json::to_string_pretty(&schema).expect("schema renders") + "\n";
     if std::env::var_os("TICKETSYNC_BLESS").is_some() {
         std::fs::write(&path, &generated).expect("write schema");
     }
-    let committed = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run with TICKETSYNC_BLESS=1 to create it", path.display()));
+    let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with TICKETSYNC_BLESS=1 to create it",
+            path.display()
+        )
+    });
     assert_eq!(
-        committed, generated,
+        committed,
+        generated,
         "{} drifted from the code; regenerate with TICKETSYNC_BLESS=1",
         path.display()
     );
