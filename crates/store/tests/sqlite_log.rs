@@ -1,0 +1,1196 @@
+//! The SQLite store against real database files: appends and reads, optimistic
+//! concurrency, the database-enforced append-only rule, tamper detection by `verify_log`,
+//! schema guards on open, and projection commits.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Connection, SqliteConnection};
+use tempfile::TempDir;
+use ticketsync_domain::{Event, ItemId};
+use ticketsync_store::{
+    verify_log, DocChange, Head, SqliteStore, Store, StoreError, StreamAppend, VerifyReport,
+    MAX_READ_BATCH, STORE_SCHEMA,
+};
+use ticketsync_wire::{
+    decode_event, encode_event, LogEntry, NewEntry, GENESIS_HASH, SCHEMA_VERSION,
+};
+use ulid::Ulid;
+
+/// 2025-03-14T10:30:00Z, the `recorded_at` of the first append in these tests.
+const T0: i64 = 1_741_948_200_000;
+
+struct Db {
+    _dir: TempDir,
+    path: PathBuf,
+    store: SqliteStore,
+}
+
+async fn fresh() -> Db {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("log.sqlite");
+    let store = SqliteStore::create(&path).await.expect("create store");
+    Db {
+        _dir: dir,
+        path,
+        store,
+    }
+}
+
+fn stream(n: u8) -> Ulid {
+    Ulid((0x0195_9A3C_0000u128 << 80) | u128::from(n))
+}
+
+/// A fresh event id; unique within the test process.
+fn next_event_id() -> Ulid {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    Ulid((0x0195_9A3D_0000u128 << 80) | u128::from(NEXT.fetch_add(1, Ordering::Relaxed)))
+}
+
+fn new_entry(event: &Event, user: &str) -> NewEntry {
+    NewEntry {
+        event_id: next_event_id(),
+        stream_id: Ulid::nil(), // the store takes the stream from the StreamAppend
+        schema_version: SCHEMA_VERSION,
+        event_type: event.type_name().to_string(),
+        occurred_at: T0 - 1_000,
+        actor_instance: "acme".into(),
+        actor_user: user.into(),
+        payload: encode_event(event).expect("event encodes"),
+    }
+}
+
+fn created(title: &str) -> Event {
+    Event::TicketCreated {
+        title: title.into(),
+        description: "Printer jams — tray 2".into(),
+        customer: Some("Müller GmbH".into()),
+        status: "New".into(),
+    }
+}
+
+fn note(text: &str) -> Event {
+    Event::NoteAdded {
+        item: ItemId(next_event_id()),
+        text: text.into(),
+        internal: false,
+    }
+}
+
+/// A batch part for `stream` whose entries carry the stream id (as a caller would set it).
+fn part(stream_id: Ulid, expected_version: u64, events: &[Event]) -> StreamAppend {
+    StreamAppend {
+        stream_id,
+        expected_version,
+        entries: events
+            .iter()
+            .map(|e| NewEntry {
+                stream_id,
+                ..new_entry(e, "jane")
+            })
+            .collect(),
+    }
+}
+
+fn notes(n: usize, tag: &str) -> Vec<Event> {
+    (0..n).map(|i| note(&format!("{tag} #{i}"))).collect()
+}
+
+async fn verify(store: &SqliteStore) -> VerifyReport {
+    verify_log(store, &mut |_| {}).await.expect("verify runs")
+}
+
+async fn assert_verifies(store: &SqliteStore, entries: u64) {
+    let report = verify(store).await;
+    assert_eq!(report.problem, None, "the log should verify");
+    assert_eq!(report.checked, entries);
+    assert_eq!(report.last_good, store.head().await.expect("head"));
+}
+
+/// Asserts `verify_log` names `kind` at `position`.
+async fn assert_problem(store: &SqliteStore, position: u64, kind: &str) -> VerifyReport {
+    let report = verify(store).await;
+    let problem = report
+        .problem
+        .clone()
+        .unwrap_or_else(|| panic!("tampering went unnoticed; expected {kind} at {position}"));
+    assert_eq!(
+        (problem.position, problem.kind),
+        (position, kind),
+        "reported: {}",
+        problem.detail
+    );
+    report
+}
+
+fn is_conflict(r: &Result<Vec<LogEntry>, StoreError>) -> bool {
+    matches!(r, Err(StoreError::Conflict { .. }))
+}
+
+async fn all_entries(store: &SqliteStore) -> Vec<LogEntry> {
+    store.read_log(0, MAX_READ_BATCH).await.expect("read_log")
+}
+
+/// Builds the six-entry log the tamper tests work on:
+/// 1 A v1 created, 2 A v2 note, 3 B v1 created, 4 A v3 note, 5 B v2 note, 6 A v4 note.
+async fn six_entry_log() -> Db {
+    let db = fresh().await;
+    let s = &db.store;
+    let (a, b) = (stream(0xA), stream(0xB));
+    s.append(T0, vec![part(a, 0, &[created("A"), note("a1")])])
+        .await
+        .expect("append 1-2");
+    s.append(T0 + 1, vec![part(b, 0, &[created("B")])])
+        .await
+        .expect("append 3");
+    s.append(T0 + 2, vec![part(a, 2, &[note("a2")])])
+        .await
+        .expect("append 4");
+    s.append(T0 + 3, vec![part(b, 1, &[note("b1")])])
+        .await
+        .expect("append 5");
+    s.append(T0 + 4, vec![part(a, 3, &[note("a3")])])
+        .await
+        .expect("append 6");
+    assert_verifies(s, 6).await;
+    db
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw SQL for tampering, as an attacker with write access to the file would do it.
+
+const COLUMNS: &str = "position, event_id, stream_id, version, schema_version, event_type, \
+     occurred_at, recorded_at, actor_instance, actor_user, payload, prev_hash, hash";
+
+/// A separate connection to the file, as another process would open it. Schema changes go
+/// through it alone: SQLite may judge DDL on a pooled connection against a schema it
+/// cached before another connection changed it.
+async fn attacker(path: &Path) -> SqliteConnection {
+    let opts = SqliteConnectOptions::new().filename(path);
+    SqliteConnection::connect_with(&opts)
+        .await
+        .expect("raw connection")
+}
+
+async fn exec(conn: &mut SqliteConnection, sql: &str) {
+    sqlx::query(sql)
+        .execute(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+async fn drop_guards(conn: &mut SqliteConnection) {
+    exec(conn, "DROP TRIGGER events_refuse_update").await;
+    exec(conn, "DROP TRIGGER events_refuse_delete").await;
+}
+
+async fn restore_guards(conn: &mut SqliteConnection) {
+    exec(
+        conn,
+        "CREATE TRIGGER events_refuse_update BEFORE UPDATE ON events BEGIN \
+         SELECT RAISE(ABORT, 'the event log is append-only: UPDATE refused'); END",
+    )
+    .await;
+    exec(
+        conn,
+        "CREATE TRIGGER events_refuse_delete BEFORE DELETE ON events BEGIN \
+         SELECT RAISE(ABORT, 'the event log is append-only: DELETE refused'); END",
+    )
+    .await;
+}
+
+async fn insert_raw(conn: &mut SqliteConnection, e: &LogEntry) {
+    sqlx::query(&format!(
+        "INSERT INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(e.position as i64)
+    .bind(e.event_id.to_string())
+    .bind(e.stream_id.to_string())
+    .bind(e.version as i64)
+    .bind(i64::from(e.schema_version))
+    .bind(&e.event_type)
+    .bind(e.occurred_at)
+    .bind(e.recorded_at)
+    .bind(&e.actor_instance)
+    .bind(&e.actor_user)
+    .bind(&e.payload)
+    .bind(&e.prev_hash[..])
+    .bind(&e.hash[..])
+    .execute(conn)
+    .await
+    .expect("raw insert");
+}
+
+async fn delete_raw(conn: &mut SqliteConnection, position: u64) {
+    let done = sqlx::query("DELETE FROM events WHERE position = ?")
+        .bind(position as i64)
+        .execute(conn)
+        .await
+        .expect("raw delete");
+    assert_eq!(done.rows_affected(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Appending and reading.
+
+#[tokio::test]
+async fn an_empty_log_has_the_genesis_head_and_verifies() {
+    let db = fresh().await;
+    let s = &db.store;
+    assert_eq!(
+        s.head().await.unwrap(),
+        Head {
+            position: 0,
+            hash: GENESIS_HASH
+        }
+    );
+    assert_eq!(s.count_entries().await.unwrap(), 0);
+    assert_eq!(s.stream_version(stream(1)).await.unwrap(), 0);
+    assert!(s.read_log(0, 100).await.unwrap().is_empty());
+    assert!(s.read_stream(stream(1), None).await.unwrap().is_empty());
+    assert!(s.stream_versions().await.unwrap().is_empty());
+    assert_eq!(
+        s.get_meta("store_schema").await.unwrap().as_deref(),
+        Some("1")
+    );
+    assert_verifies(s, 0).await;
+}
+
+#[tokio::test]
+async fn appended_entries_read_back_in_order_with_a_contiguous_chain() {
+    let db = fresh().await;
+    let s = &db.store;
+    let (a, b) = (stream(1), stream(2));
+    let first_events = [created("Printer"), note("first note"), note("second")];
+    let first = s
+        .append(T0, vec![part(a, 0, &first_events)])
+        .await
+        .expect("append A");
+    let second = s
+        .append(
+            T0 + 10,
+            vec![
+                part(b, 0, &[created("Other")]),
+                part(a, 3, &[note("A again")]),
+            ],
+        )
+        .await
+        .expect("append B and A");
+    let written: Vec<LogEntry> = first.iter().chain(&second).cloned().collect();
+
+    // Positions 1.., versions per stream, stream ids and timestamps as given.
+    let shape: Vec<(u64, Ulid, u64, i64)> = written
+        .iter()
+        .map(|e| (e.position, e.stream_id, e.version, e.recorded_at))
+        .collect();
+    assert_eq!(
+        shape,
+        vec![
+            (1, a, 1, T0),
+            (2, a, 2, T0),
+            (3, a, 3, T0),
+            (4, b, 1, T0 + 10),
+            (5, a, 4, T0 + 10),
+        ]
+    );
+    let mut prev = GENESIS_HASH;
+    for e in &written {
+        assert_eq!(e.prev_hash, prev, "position {}", e.position);
+        assert_eq!(e.compute_hash(), e.hash, "position {}", e.position);
+        prev = e.hash;
+    }
+
+    // What was returned is what is stored.
+    assert_eq!(all_entries(s).await, written);
+    let page = s.read_log(2, 2).await.unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+    assert!(s.read_log(5, 10).await.unwrap().is_empty());
+    assert!(s.read_log(0, 0).await.unwrap().is_empty());
+
+    let stream_a = s.read_stream(a, None).await.unwrap();
+    assert_eq!(
+        stream_a.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert!(stream_a.iter().all(|e| e.stream_id == a));
+    let a_upto_4 = s.read_stream(a, Some(4)).await.unwrap();
+    assert_eq!(
+        a_upto_4.iter().map(|e| e.position).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        s.read_stream(b, None).await.unwrap(),
+        vec![written[3].clone()]
+    );
+
+    // The payloads decode to the events that were appended.
+    let decoded: Vec<Event> = stream_a[..3]
+        .iter()
+        .map(|e| decode_event(e.schema_version, &e.payload).expect("decodes"))
+        .collect();
+    assert_eq!(decoded, first_events.to_vec());
+    assert_eq!(stream_a[0].event_type, "ticket_created");
+    assert_eq!(stream_a[0].actor_instance, "acme");
+    assert_eq!(stream_a[0].actor_user, "jane");
+    assert_eq!(stream_a[0].occurred_at, T0 - 1_000);
+
+    assert_eq!(
+        s.head().await.unwrap(),
+        Head {
+            position: 5,
+            hash: written[4].hash
+        }
+    );
+    assert_eq!(s.count_entries().await.unwrap(), 5);
+    assert_eq!(s.stream_version(a).await.unwrap(), 4);
+    assert_eq!(s.stream_version(b).await.unwrap(), 1);
+    assert_eq!(s.stream_version(stream(3)).await.unwrap(), 0);
+    let versions = s.stream_versions().await.unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!((versions[&a], versions[&b]), (4, 1));
+    assert_verifies(s, 5).await;
+
+    // The log survives closing and reopening the file.
+    s.pool().close().await;
+    let reopened = SqliteStore::open(&db.path).await.expect("reopen");
+    assert_eq!(all_entries(&reopened).await, written);
+    assert_eq!(reopened.head().await.unwrap().position, 5);
+    assert_verifies(&reopened, 5).await;
+}
+
+#[tokio::test]
+async fn an_empty_batch_appends_nothing() {
+    let db = fresh().await;
+    let s = &db.store;
+    s.append(T0, vec![part(stream(1), 0, &[created("x")])])
+        .await
+        .unwrap();
+    let head = s.head().await.unwrap();
+    assert!(s.append(T0 + 1, vec![]).await.unwrap().is_empty());
+    assert!(s
+        .append(T0 + 1, vec![part(stream(1), 1, &[])])
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.head().await.unwrap(), head);
+    assert_eq!(s.count_entries().await.unwrap(), 1);
+    // Even with no entries, a stale expected version is a conflict.
+    assert!(is_conflict(
+        &s.append(T0 + 1, vec![part(stream(1), 0, &[])]).await
+    ));
+}
+
+#[tokio::test]
+async fn a_stale_expected_version_is_a_conflict_and_writes_nothing() {
+    let db = fresh().await;
+    let s = &db.store;
+    let a = stream(1);
+    s.append(T0, vec![part(a, 0, &[created("x"), note("y")])])
+        .await
+        .unwrap();
+    let head = s.head().await.unwrap();
+
+    for (expected, stream_id, actual) in [(1, a, 2), (0, a, 2), (3, a, 2), (5, stream(9), 0)] {
+        match s
+            .append(T0 + 1, vec![part(stream_id, expected, &[note("late")])])
+            .await
+        {
+            Err(StoreError::Conflict {
+                stream_id: sid,
+                expected: e,
+                actual: got,
+            }) => {
+                assert_eq!((sid, e, got), (stream_id, expected, actual));
+            }
+            other => panic!("expected a conflict at expected version {expected}, got {other:?}"),
+        }
+    }
+    assert_eq!(s.count_entries().await.unwrap(), 2);
+    assert_eq!(s.head().await.unwrap(), head);
+    assert_eq!(s.stream_version(a).await.unwrap(), 2);
+    assert_eq!(s.stream_version(stream(9)).await.unwrap(), 0);
+    assert_verifies(s, 2).await;
+}
+
+#[tokio::test]
+async fn a_batch_whose_second_stream_is_stale_writes_nothing_at_all() {
+    let db = fresh().await;
+    let s = &db.store;
+    let (a, b) = (stream(1), stream(2));
+    s.append(T0, vec![part(a, 0, &[created("A")])])
+        .await
+        .unwrap();
+    s.append(T0, vec![part(b, 0, &[created("B"), note("b")])])
+        .await
+        .unwrap();
+    let head = s.head().await.unwrap();
+    let before = all_entries(s).await;
+
+    let result = s
+        .append(
+            T0 + 1,
+            vec![
+                part(a, 1, &[note("a1"), note("a2")]), // current: would be written first
+                part(b, 1, &[note("b stale")]),        // stale: b is at version 2
+            ],
+        )
+        .await;
+    match result {
+        Err(StoreError::Conflict {
+            stream_id,
+            expected: 1,
+            actual: 2,
+        }) => assert_eq!(stream_id, b),
+        other => panic!("expected a conflict on the second stream, got {other:?}"),
+    }
+    assert_eq!(s.count_entries().await.unwrap(), 3);
+    assert_eq!(s.head().await.unwrap(), head);
+    assert_eq!(s.stream_version(a).await.unwrap(), 1);
+    assert_eq!(s.read_stream(a, None).await.unwrap().len(), 1);
+    assert_eq!(all_entries(s).await, before);
+
+    // The rolled-back attempt left no hole and no lock: the corrected batch follows on.
+    let ok = s
+        .append(
+            T0 + 2,
+            vec![
+                part(a, 1, &[note("a1"), note("a2")]),
+                part(b, 2, &[note("b")]),
+            ],
+        )
+        .await
+        .expect("the corrected batch appends");
+    assert_eq!(
+        ok.iter()
+            .map(|e| (e.position, e.stream_id, e.version))
+            .collect::<Vec<_>>(),
+        vec![(4, a, 2), (5, a, 3), (6, b, 3)]
+    );
+    assert_eq!(ok[0].prev_hash, head.hash);
+    assert_verifies(s, 6).await;
+}
+
+#[tokio::test]
+async fn one_stream_twice_in_a_batch_counts_its_own_earlier_part() {
+    let db = fresh().await;
+    let s = &db.store;
+    let a = stream(1);
+    let ok = s
+        .append(
+            T0,
+            vec![part(a, 0, &[created("A")]), part(a, 1, &[note("n")])],
+        )
+        .await
+        .expect("second part expects the version after the first");
+    assert_eq!(ok.iter().map(|e| e.version).collect::<Vec<_>>(), vec![1, 2]);
+    let stale = s
+        .append(T0, vec![part(a, 2, &[note("x")]), part(a, 2, &[note("y")])])
+        .await;
+    assert!(is_conflict(&stale), "{stale:?}");
+    assert_eq!(s.count_entries().await.unwrap(), 2);
+    assert_verifies(s, 2).await;
+}
+
+#[tokio::test]
+async fn a_duplicate_event_id_fails_the_whole_batch() {
+    let db = fresh().await;
+    let s = &db.store;
+    let first = s
+        .append(T0, vec![part(stream(1), 0, &[created("A")])])
+        .await
+        .unwrap();
+    let mut dup = part(stream(2), 0, &[created("B"), note("n")]);
+    dup.entries[1].event_id = first[0].event_id;
+    assert!(s.append(T0 + 1, vec![dup]).await.is_err());
+    assert_eq!(s.count_entries().await.unwrap(), 1);
+    assert_eq!(s.stream_version(stream(2)).await.unwrap(), 0);
+    assert_eq!(s.head().await.unwrap().hash, first[0].hash);
+    assert_verifies(s, 1).await;
+}
+
+#[tokio::test]
+async fn read_log_caps_a_page_and_verify_walks_every_page() {
+    let db = fresh().await;
+    let s = &db.store;
+    let total = u64::from(MAX_READ_BATCH) + 1;
+    let events = notes(total as usize, "bulk");
+    s.append(T0, vec![part(stream(1), 0, &events)])
+        .await
+        .expect("bulk append");
+
+    let page = s.read_log(0, u32::MAX).await.unwrap();
+    assert_eq!(page.len(), MAX_READ_BATCH as usize);
+    assert_eq!(page.last().unwrap().position, u64::from(MAX_READ_BATCH));
+    let rest = s.read_log(u64::from(MAX_READ_BATCH), 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].position, total);
+
+    let mut progress = Vec::new();
+    let report = verify_log(s, &mut |n| progress.push(n)).await.unwrap();
+    assert_eq!(report.problem, None);
+    assert_eq!(report.checked, total);
+    assert_eq!(progress, vec![u64::from(MAX_READ_BATCH), total]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_to_one_stream_get_versions_1_to_200_without_gaps() {
+    const TASKS: u64 = 8;
+    const PER_TASK: u64 = 25;
+    const MAX_ATTEMPTS: u32 = 10_000;
+    let db = fresh().await;
+    let a = stream(1);
+    let mut handles = Vec::new();
+    for t in 0..TASKS {
+        let store = db.store.clone();
+        handles.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for i in 0..PER_TASK {
+                let entry = NewEntry {
+                    stream_id: a,
+                    ..new_entry(&note(&format!("task {t} event {i}")), &format!("user{t}"))
+                };
+                let mut attempts = 0;
+                let written = loop {
+                    attempts += 1;
+                    assert!(attempts <= MAX_ATTEMPTS, "task {t} starved");
+                    let expected = store.stream_version(a).await.expect("version");
+                    let batch = vec![StreamAppend {
+                        stream_id: a,
+                        expected_version: expected,
+                        entries: vec![entry.clone()],
+                    }];
+                    match store.append(T0 + (t * 100 + i) as i64, batch).await {
+                        Ok(w) => break w,
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(e) => panic!("task {t}: {e}"),
+                    }
+                };
+                assert_eq!(written.len(), 1);
+                mine.push((entry.event_id, written[0].version));
+            }
+            mine
+        }));
+    }
+    let mut by_event = BTreeMap::new();
+    for h in handles {
+        let mine = h.await.expect("task finished");
+        // Each task's own events got increasing versions.
+        assert!(mine.windows(2).all(|w| w[0].1 < w[1].1), "{mine:?}");
+        by_event.extend(mine);
+    }
+    let total = TASKS * PER_TASK;
+    assert_eq!(by_event.len() as u64, total);
+
+    let s = &db.store;
+    let stored = s.read_stream(a, None).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|e| e.version).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        stored.iter().map(|e| e.position).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>()
+    );
+    for e in &stored {
+        assert_eq!(by_event.get(&e.event_id), Some(&e.version));
+    }
+    assert_eq!(
+        stored
+            .iter()
+            .map(|e| e.event_id)
+            .collect::<HashSet<_>>()
+            .len() as u64,
+        total
+    );
+    assert_eq!(s.stream_version(a).await.unwrap(), total);
+    assert_eq!(s.count_entries().await.unwrap(), total);
+    assert_eq!(s.head().await.unwrap().position, total);
+    assert_verifies(s, total).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Append-only, enforced by the database.
+
+#[tokio::test]
+async fn the_database_refuses_update_and_delete_of_events() {
+    let db = six_entry_log().await;
+    let pool = db.store.pool();
+    let before = all_entries(&db.store).await;
+    for sql in [
+        "UPDATE events SET actor_user = 'mallory' WHERE position = 2",
+        "UPDATE events SET payload = X'00' WHERE position = 3",
+        "UPDATE events SET position = position + 100",
+        "DELETE FROM events WHERE position = 6",
+        "DELETE FROM events",
+    ] {
+        let err = sqlx::query(sql)
+            .execute(pool)
+            .await
+            .expect_err(&format!("the database accepted {sql}"));
+        assert!(
+            err.to_string().contains("append-only"),
+            "{sql} failed for another reason: {err}"
+        );
+    }
+    assert_eq!(all_entries(&db.store).await, before);
+    assert_verifies(&db.store, 6).await;
+}
+
+#[tokio::test]
+async fn the_database_refuses_replacing_an_event_through_insert_or_replace() {
+    // REPLACE deletes the conflicting row, and SQLite does not fire DELETE triggers for
+    // that unless recursive_triggers is on: the append-only rule must hold here too.
+    let db = six_entry_log().await;
+    let pool = db.store.pool();
+    let before = all_entries(&db.store).await;
+    let result = sqlx::query(&format!(
+        "INSERT OR REPLACE INTO events ({COLUMNS}) \
+         SELECT position, event_id, stream_id, version, schema_version, event_type, \
+                occurred_at, recorded_at, actor_instance, 'mallory', payload, prev_hash, hash \
+         FROM events WHERE position = 2"
+    ))
+    .execute(pool)
+    .await;
+    let after = all_entries(&db.store).await;
+    assert!(
+        result.is_err(),
+        "INSERT OR REPLACE rewrote position 2 (actor_user now {:?})",
+        after[1].actor_user
+    );
+    assert_eq!(after, before);
+}
+
+// ---------------------------------------------------------------------------------------
+// Tamper detection.
+
+#[tokio::test]
+async fn verify_names_a_changed_payload_byte() {
+    let db = six_entry_log().await;
+    let mut raw = attacker(&db.path).await;
+    let conn = &mut raw;
+    let mut payload = all_entries(&db.store).await[3].payload.clone();
+    let middle = payload.len() / 2;
+    payload[middle] ^= 0x01;
+    drop_guards(conn).await;
+    sqlx::query("UPDATE events SET payload = ? WHERE position = 4")
+        .bind(&payload)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    restore_guards(conn).await;
+    let entries = all_entries(&db.store).await;
+    assert_eq!(entries[3].payload, payload, "the tampering took");
+    let report = assert_problem(&db.store, 4, "hash_mismatch").await;
+    assert_eq!(report.checked, 4);
+    assert_eq!(
+        report.last_good,
+        Head {
+            position: 3,
+            hash: entries[2].hash
+        }
+    );
+}
+
+#[tokio::test]
+async fn verify_names_a_changed_actor() {
+    let db = six_entry_log().await;
+    let mut raw = attacker(&db.path).await;
+    let conn = &mut raw;
+    drop_guards(conn).await;
+    exec(
+        conn,
+        "UPDATE events SET actor_user = 'mallory' WHERE position = 2",
+    )
+    .await;
+    restore_guards(conn).await;
+    assert_problem(&db.store, 2, "hash_mismatch").await;
+}
+
+#[tokio::test]
+async fn verify_names_a_deleted_middle_entry() {
+    let db = six_entry_log().await;
+    let mut raw = attacker(&db.path).await;
+    let conn = &mut raw;
+    drop_guards(conn).await;
+    delete_raw(conn, 3).await;
+    restore_guards(conn).await;
+    assert_problem(&db.store, 3, "position_gap").await;
+}
+
+#[tokio::test]
+async fn verify_names_the_first_of_two_swapped_entries() {
+    let db = six_entry_log().await;
+    let mut raw = attacker(&db.path).await;
+    let conn = &mut raw;
+    let entries = all_entries(&db.store).await;
+    let (two, five) = (entries[1].clone(), entries[4].clone());
+    drop_guards(conn).await;
+    delete_raw(conn, 2).await;
+    delete_raw(conn, 5).await;
+    insert_raw(
+        conn,
+        &LogEntry {
+            position: 2,
+            ..five.clone()
+        },
+    )
+    .await;
+    insert_raw(conn, &LogEntry { position: 5, ..two }).await;
+    restore_guards(conn).await;
+    assert_eq!(all_entries(&db.store).await[1].event_id, five.event_id);
+    assert_problem(&db.store, 2, "prev_hash_mismatch").await;
+}
+
+/// Moves every entry at or after `from` one position up, freeing `from`.
+async fn shift_up_from(conn: &mut SqliteConnection, from: u64) {
+    exec(
+        conn,
+        &format!("UPDATE events SET position = -position WHERE position >= {from}"),
+    )
+    .await;
+    exec(
+        conn,
+        "UPDATE events SET position = 1 - position WHERE position < 0",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn verify_names_a_forged_entry_inserted_in_the_middle() {
+    // The forger renumbers the tail and slips in an entry that reuses the chain values
+    // found at that position.
+    let db = six_entry_log().await;
+    let mut raw = attacker(&db.path).await;
+    let conn = &mut raw;
+    let entries = all_entries(&db.store).await;
+    drop_guards(conn).await;
+    shift_up_from(conn, 4).await;
+    let forged = LogEntry {
+        position: 4,
+        event_id: next_event_id(),
+        stream_id: stream(0xC),
+        version: 1,
+        actor_user: "mallory".into(),
+        ..entries[3].clone()
+    };
+    insert_raw(conn, &forged).await;
+    restore_guards(conn).await;
+    assert_eq!(db.store.count_entries().await.unwrap(), 7);
+    assert_problem(&db.store, 4, "hash_mismatch").await;
+}
+
+#[tokio::test]
+async fn verify_catches_a_correctly_sealed_forgery_at_the_next_link() {
+    // A forger who recomputes the forged entry's own hash makes position 4 look sound on
+    // its own; the chain then breaks between it and the entry it displaced. The hash
+    // chain cannot tell which of the two is the forgery, so the first bad link is 5.
+    let db = six_entry_log().await;
+    let mut raw = attacker(&db.path).await;
+    let conn = &mut raw;
+    let entries = all_entries(&db.store).await;
+    drop_guards(conn).await;
+    shift_up_from(conn, 4).await;
+    let new = NewEntry {
+        stream_id: stream(0xC),
+        ..new_entry(&created("forged"), "mallory")
+    };
+    let forged = LogEntry::seal(new, 4, 1, T0 + 2, entries[2].hash);
+    insert_raw(conn, &forged).await;
+    restore_guards(conn).await;
+    assert_problem(&db.store, 5, "prev_hash_mismatch").await;
+}
+
+#[tokio::test]
+async fn verify_names_a_forged_entry_appended_past_the_recorded_head() {
+    // A correctly sealed entry appended after the last one, without moving the recorded
+    // head: the walk is sound up to 7, and the head says the log ends at 6, so the first
+    // position that is wrong is 7 (not 8, which does not exist).
+    let db = six_entry_log().await;
+    let mut raw = attacker(&db.path).await;
+    let conn = &mut raw;
+    let entries = all_entries(&db.store).await;
+    let new = NewEntry {
+        stream_id: stream(0xA),
+        ..new_entry(&note("forged"), "mallory")
+    };
+    let forged = LogEntry::seal(new, 7, 5, T0 + 5, entries[5].hash);
+    insert_raw(conn, &forged).await; // inserts are not refused: that is how appends work
+    assert_eq!(db.store.head().await.unwrap().position, 6);
+    assert_problem(&db.store, 7, "head_mismatch").await;
+}
+
+#[tokio::test]
+async fn verify_names_a_deleted_last_entry_as_a_head_mismatch() {
+    let db = six_entry_log().await;
+    let mut raw = attacker(&db.path).await;
+    let conn = &mut raw;
+    let entries = all_entries(&db.store).await;
+    drop_guards(conn).await;
+    delete_raw(conn, 6).await;
+    restore_guards(conn).await;
+    let report = assert_problem(&db.store, 6, "head_mismatch").await;
+    assert_eq!(
+        report.last_good,
+        Head {
+            position: 5,
+            hash: entries[4].hash
+        }
+    );
+}
+
+#[tokio::test]
+async fn verify_names_a_resealed_version_gap() {
+    // The last entry's version is changed and its hash and the head recomputed, so only
+    // the stream's version sequence betrays it.
+    let db = six_entry_log().await;
+    let mut raw = attacker(&db.path).await;
+    let conn = &mut raw;
+    let entries = all_entries(&db.store).await;
+    let mut last = entries[5].clone();
+    assert_eq!(last.version, 4);
+    last.version = 5;
+    last.hash = last.compute_hash();
+    drop_guards(conn).await;
+    sqlx::query("UPDATE events SET version = 5, hash = ? WHERE position = 6")
+        .bind(&last.hash[..])
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE log_head SET hash = ? WHERE id = 1")
+        .bind(&last.hash[..])
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    restore_guards(conn).await;
+    assert_problem(&db.store, 6, "version_gap").await;
+}
+
+#[tokio::test]
+async fn verify_names_a_recorded_stream_version_that_disagrees_with_the_log() {
+    let db = six_entry_log().await;
+    exec(
+        &mut attacker(&db.path).await,
+        &format!(
+            "UPDATE streams SET version = 9 WHERE stream_id = '{}'",
+            stream(0xB)
+        ),
+    )
+    .await;
+    assert_problem(&db.store, 6, "stream_version_mismatch").await;
+}
+
+#[tokio::test]
+async fn verify_names_a_stream_missing_from_the_recorded_versions() {
+    // Without its `streams` row, the next append to B would expect version 0 and collide
+    // with B's existing events: the recorded versions no longer agree with the log.
+    let db = six_entry_log().await;
+    exec(
+        &mut attacker(&db.path).await,
+        &format!("DELETE FROM streams WHERE stream_id = '{}'", stream(0xB)),
+    )
+    .await;
+    assert_eq!(db.store.stream_version(stream(0xB)).await.unwrap(), 0);
+    assert_problem(&db.store, 6, "stream_version_mismatch").await;
+}
+
+#[tokio::test]
+async fn verify_names_a_recorded_head_that_was_moved() {
+    let db = six_entry_log().await;
+    exec(
+        &mut attacker(&db.path).await,
+        "UPDATE log_head SET position = 9 WHERE id = 1",
+    )
+    .await;
+    assert_problem(&db.store, 7, "head_mismatch").await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Opening databases.
+
+/// Every table's rows, as text, for comparing a database before and after.
+async fn dump(path: &Path) -> Vec<String> {
+    let opts = SqliteConnectOptions::new().filename(path).read_only(true);
+    let mut conn = SqliteConnection::connect_with(&opts)
+        .await
+        .expect("raw open");
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let mut out: Vec<String> = sqlx::query_scalar(
+        "SELECT type || ' ' || name || ': ' || ifnull(sql, '') FROM sqlite_master ORDER BY name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    for t in tables {
+        let cols: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid")
+                .bind(&t)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        let row = cols
+            .iter()
+            .map(|c| format!("quote(\"{c}\")"))
+            .collect::<Vec<_>>()
+            .join(" || '|' || ");
+        let rows: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT {row} FROM \"{t}\" ORDER BY 1"))
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        out.push(format!("{t}: {} rows", rows.len()));
+        out.extend(rows.into_iter().map(|r| format!("{t}: {r}")));
+    }
+    let meta: Vec<(String, String)> = sqlx::query_as("SELECT key, value FROM meta ORDER BY key")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    out.extend(meta.into_iter().map(|(k, v)| format!("meta {k}={v}")));
+    conn.close().await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_store_schema_is_refused_untouched() {
+    let db = fresh().await;
+    db.store
+        .append(T0, vec![part(stream(1), 0, &[created("x")])])
+        .await
+        .unwrap();
+    db.store.set_meta("store_schema", "99").await.unwrap();
+    db.store.pool().close().await;
+    let before_rows = dump(&db.path).await;
+    let before_bytes = std::fs::read(&db.path).unwrap();
+    assert!(before_rows.contains(&"meta store_schema=99".to_string()));
+
+    match SqliteStore::open(&db.path).await {
+        Err(StoreError::SchemaTooNew { found, supported }) => {
+            assert_eq!((found, supported), (99, STORE_SCHEMA))
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+    match SqliteStore::create(&db.path).await {
+        Err(StoreError::SchemaTooNew { found: 99, .. }) => {}
+        other => panic!("create must refuse too, got {other:?}"),
+    }
+    assert_eq!(dump(&db.path).await, before_rows);
+    assert!(
+        std::fs::read(&db.path).unwrap() == before_bytes,
+        "the database file changed"
+    );
+}
+
+#[tokio::test]
+async fn a_store_schema_that_is_not_a_number_is_corrupt() {
+    let db = fresh().await;
+    db.store.set_meta("store_schema", "one").await.unwrap();
+    db.store.pool().close().await;
+    match SqliteStore::open(&db.path).await {
+        Err(StoreError::Corrupt(msg)) => assert!(msg.contains("one"), "{msg}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn opening_a_missing_file_is_not_initialized_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent.sqlite");
+    match SqliteStore::open(&path).await {
+        Err(StoreError::NotInitialized(msg)) => {
+            assert!(msg.contains("absent.sqlite"), "{msg}")
+        }
+        other => panic!("expected NotInitialized, got {other:?}"),
+    }
+    assert!(!path.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn create_on_an_existing_store_keeps_its_log() {
+    let db = six_entry_log().await;
+    let before = all_entries(&db.store).await;
+    db.store.pool().close().await;
+    let again = SqliteStore::create(&db.path).await.expect("create again");
+    assert_eq!(all_entries(&again).await, before);
+    assert_verifies(&again, 6).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Projections.
+
+fn put(key: &str, doc: &str) -> DocChange {
+    DocChange::Put {
+        key: key.into(),
+        doc: doc.as_bytes().to_vec(),
+    }
+}
+
+fn docs(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_projection_commit_from_a_stale_checkpoint_writes_nothing() {
+    let db = fresh().await;
+    let s = &db.store;
+    assert_eq!(s.projection_checkpoint("tickets").await.unwrap(), 0);
+    s.commit_projection("tickets", 0, 3, vec![put("a", "a@3"), put("b", "b@3")])
+        .await
+        .unwrap();
+    assert_eq!(s.projection_checkpoint("tickets").await.unwrap(), 3);
+
+    match s
+        .commit_projection(
+            "tickets",
+            0,
+            5,
+            vec![
+                put("c", "c@5"),
+                put("a", "a@5"),
+                DocChange::Delete { key: "b".into() },
+            ],
+        )
+        .await
+    {
+        Err(StoreError::CheckpointMoved {
+            projection,
+            expected,
+            actual,
+        }) => assert_eq!((projection.as_str(), expected, actual), ("tickets", 0, 3)),
+        other => panic!("expected CheckpointMoved, got {other:?}"),
+    }
+    assert_eq!(s.projection_checkpoint("tickets").await.unwrap(), 3);
+    assert_eq!(
+        s.list_docs("tickets").await.unwrap(),
+        docs(&[("a", "a@3"), ("b", "b@3")])
+    );
+    let loaded = s
+        .load_docs("tickets", &["a".into(), "c".into()])
+        .await
+        .unwrap();
+    assert_eq!(loaded.len(), 1, "{loaded:?}");
+    assert_eq!(loaded["a"], b"a@3".to_vec());
+
+    // From the current checkpoint it goes through: puts overwrite, deletes delete.
+    s.commit_projection(
+        "tickets",
+        3,
+        5,
+        vec![put("a", "a@5"), DocChange::Delete { key: "b".into() }],
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.projection_checkpoint("tickets").await.unwrap(), 5);
+    assert_eq!(s.list_docs("tickets").await.unwrap(), docs(&[("a", "a@5")]));
+    assert_eq!(s.projection_checkpoint("billing").await.unwrap(), 0);
+    assert!(s.list_docs("billing").await.unwrap().is_empty());
+}
+
+async fn live_and_shadow(s: &SqliteStore) {
+    s.commit_projection("tickets", 0, 5, vec![put("a", "old a"), put("b", "old b")])
+        .await
+        .unwrap();
+    s.commit_projection(
+        "tickets.rebuild",
+        0,
+        9,
+        vec![put("b", "new b"), put("c", "new c")],
+    )
+    .await
+    .unwrap();
+    s.commit_projection("billing", 0, 4, vec![put("x", "billing x")])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn replace_projection_swaps_in_the_shadow_and_drops_it() {
+    let db = fresh().await;
+    let s = &db.store;
+    live_and_shadow(s).await;
+    s.replace_projection("tickets.rebuild", "tickets")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_docs("tickets").await.unwrap(),
+        docs(&[("b", "new b"), ("c", "new c")])
+    );
+    assert_eq!(s.projection_checkpoint("tickets").await.unwrap(), 9);
+    assert!(s.list_docs("tickets.rebuild").await.unwrap().is_empty());
+    assert_eq!(s.projection_checkpoint("tickets.rebuild").await.unwrap(), 0);
+    assert_eq!(
+        s.list_docs("billing").await.unwrap(),
+        docs(&[("x", "billing x")])
+    );
+    assert_eq!(s.projection_checkpoint("billing").await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn a_replace_that_fails_midway_leaves_both_projections_as_they_were() {
+    let db = fresh().await;
+    let s = &db.store;
+    live_and_shadow(s).await;
+    // Make the last step, moving the checkpoint to the live name, fail however it is done.
+    let mut conn = attacker(&db.path).await;
+    for op in ["INSERT", "UPDATE"] {
+        exec(
+            &mut conn,
+            &format!(
+                "CREATE TRIGGER test_fail_{op} BEFORE {op} ON projection_checkpoints \
+                 WHEN NEW.name = 'tickets' BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+            ),
+        )
+        .await;
+    }
+    let err = s
+        .replace_projection("tickets.rebuild", "tickets")
+        .await
+        .expect_err("the injected failure surfaces");
+    assert!(err.to_string().contains("injected failure"), "{err}");
+    assert_eq!(
+        s.list_docs("tickets").await.unwrap(),
+        docs(&[("a", "old a"), ("b", "old b")])
+    );
+    assert_eq!(s.projection_checkpoint("tickets").await.unwrap(), 5);
+    assert_eq!(
+        s.list_docs("tickets.rebuild").await.unwrap(),
+        docs(&[("b", "new b"), ("c", "new c")])
+    );
+    assert_eq!(s.projection_checkpoint("tickets.rebuild").await.unwrap(), 9);
+}
+
+#[tokio::test]
+async fn reset_projection_drops_only_that_projection() {
+    let db = fresh().await;
+    let s = &db.store;
+    live_and_shadow(s).await;
+    s.reset_projection("tickets").await.unwrap();
+    assert!(s.list_docs("tickets").await.unwrap().is_empty());
+    assert_eq!(s.projection_checkpoint("tickets").await.unwrap(), 0);
+    assert_eq!(s.projection_checkpoint("tickets.rebuild").await.unwrap(), 9);
+    assert_eq!(s.list_docs("billing").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn meta_values_are_written_and_overwritten() {
+    let db = fresh().await;
+    let s = &db.store;
+    assert_eq!(s.get_meta("instance").await.unwrap(), None);
+    s.set_meta("instance", "acme").await.unwrap();
+    s.set_meta("instance", "globex").await.unwrap();
+    assert_eq!(
+        s.get_meta("instance").await.unwrap().as_deref(),
+        Some("globex")
+    );
+}
