@@ -94,7 +94,7 @@ pub trait Store: Send + Sync {
     async fn list_docs(&self, projection: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
     /// Writes document changes and moves the checkpoint from `from` to `to` in one
-    /// transaction. Fails with `Conflict` when the checkpoint is no longer `from`
+    /// transaction. Fails with `CheckpointMoved` when the checkpoint is no longer `from`
     /// (another runner got there first) and then writes nothing.
     async fn commit_projection(
         &self,

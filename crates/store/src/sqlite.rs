@@ -46,7 +46,14 @@ impl SqliteStore {
                 path.display()
             )));
         }
-        Self::open_inner(path, false).await
+        let store = Self::open_inner(path, false).await?;
+        if store.get_meta("store_schema").await?.is_none() {
+            return Err(StoreError::NotInitialized(format!(
+                "{} is not a ticketsync database",
+                path.display()
+            )));
+        }
+        Ok(store)
     }
 
     async fn open_inner(path: &Path, create: bool) -> Result<Self, StoreError> {

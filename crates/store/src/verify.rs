@@ -125,7 +125,7 @@ pub async fn verify_log(
         progress(checked);
     }
     let head = store.head().await?;
-    if head != last {
+    if head.position > last.position || (head.position == last.position && head.hash != last.hash) {
         return fail(
             checked,
             last,
@@ -139,10 +139,24 @@ pub async fn verify_log(
             ),
         );
     }
+    if head.position < last.position {
+        return fail(
+            checked,
+            last,
+            head.position + 1,
+            "head_mismatch",
+            format!(
+                "the recorded head is position {}, but the log goes on to position {}: entries were added behind the store's back",
+                head.position, last.position
+            ),
+        );
+    }
     let recorded = store.stream_versions().await?;
-    for (stream, v) in &recorded {
-        let walked = versions.get(stream).copied().unwrap_or(0);
-        if walked != *v {
+    let mut streams: Vec<(&Ulid, &u64)> = versions.iter().collect();
+    streams.sort();
+    for (stream, walked) in streams {
+        let v = recorded.get(stream).copied().unwrap_or(0);
+        if v != *walked {
             return fail(
                 checked,
                 last,
@@ -151,6 +165,17 @@ pub async fn verify_log(
                 format!(
                     "stream {stream} is recorded at version {v}, but the log holds {walked} events"
                 ),
+            );
+        }
+    }
+    for (stream, v) in &recorded {
+        if !versions.contains_key(stream) {
+            return fail(
+                checked,
+                last,
+                last.position,
+                "stream_version_mismatch",
+                format!("stream {stream} is recorded at version {v}, but the log holds no events for it"),
             );
         }
     }

@@ -31,6 +31,14 @@ CREATE TRIGGER events_refuse_delete BEFORE DELETE ON events
 BEGIN
     SELECT RAISE(ABORT, 'the event log is append-only: DELETE refused');
 END;
+-- INSERT OR REPLACE deletes the clashing row without firing DELETE triggers; refuse any
+-- insert that would clash, so a replace cannot rewrite history either.
+CREATE TRIGGER events_refuse_replace BEFORE INSERT ON events
+WHEN EXISTS (SELECT 1 FROM events WHERE position = NEW.position OR event_id = NEW.event_id
+             OR (stream_id = NEW.stream_id AND version = NEW.version))
+BEGIN
+    SELECT RAISE(ABORT, 'the event log is append-only: an insert may not replace an entry');
+END;
 
 -- Current version of each stream, for optimistic concurrency without scanning the log.
 CREATE TABLE streams (
