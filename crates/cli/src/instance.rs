@@ -186,6 +186,9 @@ impl Instance {
     /// Decides `cmd` against the ticket and appends the resulting events, deciding again
     /// if another writer appended first. Brings the projections up to date afterwards.
     pub async fn execute(&self, id: TicketId, cmd: Command) -> Result<Vec<LogEntry>> {
+        // Catch up first: a log this build cannot read (a newer event schema, a damaged
+        // entry) must stop the command before anything is appended.
+        self.refresh().await?;
         let mut attempt = 0;
         loop {
             let (state, version) = self.load(id).await?;
@@ -220,7 +223,12 @@ impl Instance {
             }];
             match self.store.append(now, batch).await {
                 Ok(written) => {
-                    self.refresh().await?;
+                    // The events are committed: the command succeeded. A projection that
+                    // cannot catch up now will on the next command; say so, do not fail.
+                    if let Err(e) = self.refresh().await {
+                        tracing::warn!("projections did not catch up after the append: {e:#}");
+                        eprintln!("warning: projections did not catch up: {e:#}");
+                    }
                     return Ok(written);
                 }
                 Err(StoreError::Conflict { .. }) if attempt < MAX_CONFLICT_RETRIES => attempt += 1,

@@ -14,13 +14,21 @@ fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            // clap prints help and version to stdout with exit 0, usage errors to stderr with 2.
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
+            if !e.use_stderr() {
+                // --help and --version: clap's full text on stdout, exit 0.
+                let _ = e.print();
+                return ExitCode::from(exit::OK);
+            }
+            // Usage errors: one line (clap adds usage and tips on further lines).
+            // The message may continue on indented lines (the missing arguments); join them.
+            let text = e.render().to_string();
+            let msg: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
+                .map(str::trim)
+                .collect();
+            eprintln!("{}", msg.join(" "));
+            return ExitCode::from(exit::USAGE);
         }
     };
     tracing_subscriber::fmt()
