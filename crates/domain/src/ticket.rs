@@ -163,6 +163,10 @@ fn apply(t: &mut Ticket, meta: &EventMeta, event: &Event) {
         Event::ItemDeleted { item, .. } => {
             if let Some(i) = t.items.get_mut(item) {
                 i.deleted = true;
+                // A delete of another instance's item stays on this side, like an edit.
+                if i.author.instance != meta.actor.instance {
+                    i.diverged = true;
+                }
             }
         }
     }

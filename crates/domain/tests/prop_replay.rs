@@ -519,14 +519,9 @@ fn run(sc: &Scenario) -> Result<(), TestCaseError> {
                 let i = &t.items[item];
                 prop_assert_eq!(Some(&i.author), m.author.as_ref());
                 prop_assert_eq!(i.deleted, m.deleted);
-                // An edit from another instance always marks the item diverged; a local
-                // delete of another instance's item may, nothing else does.
-                if m.foreign_edit {
-                    prop_assert!(i.diverged, "{:?}", i);
-                }
-                if i.diverged {
-                    prop_assert!(m.foreign_edit || m.foreign_delete, "{:?}", i);
-                }
+                // An edit or delete from another instance marks the item diverged;
+                // nothing else does.
+                prop_assert_eq!(i.diverged, m.foreign_edit || m.foreign_delete, "{:?}", i);
             }
         }
     }

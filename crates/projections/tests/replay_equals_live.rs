@@ -401,11 +401,7 @@ async fn check_against_domain(live: &Live, tickets: &[TicketId]) -> TestResult {
             assert_eq!(iv.author.instance, i.author.instance.to_string());
             assert_eq!(iv.author.user, i.author.user);
             assert_eq!(iv.deleted, i.deleted, "{iv:?}");
-            if !i.deleted {
-                // (a local delete of another instance's item is marked diverged by the
-                // projection only; see the domain tests)
-                assert_eq!(iv.diverged, i.diverged, "{iv:?}");
-            }
+            assert_eq!(iv.diverged, i.diverged, "{iv:?}");
             match (&i.body, &iv.body) {
                 (ItemBody::Note { text, internal }, ItemBodyView::Note { text: vt }) => {
                     assert_eq!(text, vt);
