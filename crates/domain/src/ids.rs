@@ -15,6 +15,10 @@ pub struct TicketId(pub Ulid);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ItemId(pub Ulid);
 
+/// One outsourcing of a ticket (a ticket may be outsourced again after a link ends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LinkId(pub Ulid);
+
 macro_rules! ulid_id {
     ($t:ident, $what:literal) => {
         impl fmt::Display for $t {
@@ -37,6 +41,7 @@ macro_rules! ulid_id {
 }
 ulid_id!(TicketId, "ticket id");
 ulid_id!(ItemId, "item id");
+ulid_id!(LinkId, "link id");
 
 /// Longest instance name accepted.
 pub const MAX_INSTANCE_NAME: usize = 32;

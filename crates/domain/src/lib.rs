@@ -8,14 +8,16 @@ pub mod command;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod outsource;
 pub mod policy;
+pub mod terms;
 pub mod ticket;
 pub mod values;
 
 pub use command::{decide, Command, Context};
 pub use error::{DomainError, Refusal};
 pub use event::{Event, EventMeta};
-pub use ids::{Actor, InstanceId, ItemId, TicketId, Timestamp};
+pub use ids::{Actor, InstanceId, ItemId, LinkId, TicketId, Timestamp};
 pub use policy::{Policy, StatusSet};
 pub use ticket::{evolve, Item, ItemBody, ItemKind, Ticket};
 pub use values::{Attachment, Charge, Sha256Digest, TimeEntry};

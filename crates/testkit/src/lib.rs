@@ -47,7 +47,11 @@ impl NatsServer {
     /// until it accepts connections.
     pub fn start() -> NatsServer {
         let store = tempfile::tempdir().expect("temp dir for the JetStream store");
-        let mut s = NatsServer { port: free_port(), store, child: None };
+        let mut s = NatsServer {
+            port: free_port(),
+            store,
+            child: None,
+        };
         s.spawn();
         s
     }
@@ -55,13 +59,23 @@ impl NatsServer {
     fn spawn(&mut self) {
         let bin = nats_server_bin();
         let child = Command::new(&bin)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(self.store.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot start {} ({e}); run `make setup` or set NATS_SERVER_BIN", bin.display())
+                panic!(
+                    "cannot start {} ({e}); run `make setup` or set NATS_SERVER_BIN",
+                    bin.display()
+                )
             });
         self.child = Some(child);
         let port = self.port;
@@ -95,9 +109,16 @@ impl NatsServer {
     /// Kills the server, deletes everything JetStream stored, and starts it again empty.
     pub fn restart_wiped(&mut self) {
         self.kill();
-        for entry in std::fs::read_dir(self.store.path()).expect("read store dir").flatten() {
+        for entry in std::fs::read_dir(self.store.path())
+            .expect("read store dir")
+            .flatten()
+        {
             let p = entry.path();
-            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
         }
         self.spawn();
     }
@@ -117,7 +138,10 @@ impl Drop for NatsServer {
 pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(POLL_INTERVAL);
     }
 }
