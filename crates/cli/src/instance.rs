@@ -205,6 +205,7 @@ impl Instance {
                 .iter()
                 .map(|ev| {
                     Ok(NewEntry {
+                        link_seq: 0,
                         event_id: Ulid::new(),
                         stream_id: id.0,
                         schema_version: SCHEMA_VERSION,

@@ -50,7 +50,7 @@ fn seven_entries() -> (Ts, String, String) {
 // replay
 // ---------------------------------------------------------------------------------------
 
-const REPLAY_FIELDS: [&str; 12] = [
+const REPLAY_FIELDS: [&str; 13] = [
     "position",
     "event_id",
     "ticket_id",
@@ -60,6 +60,7 @@ const REPLAY_FIELDS: [&str; 12] = [
     "occurred_at",
     "recorded_at",
     "actor",
+    "link_seq",
     "prev_hash",
     "hash",
     "data",
@@ -600,6 +601,7 @@ fn append_foreign_entry(ts: &Ts, schema_version: u16) -> u64 {
         let now = chrono::Utc::now().timestamp_millis();
         let e = LogEntry::seal(
             NewEntry {
+                link_seq: 0,
                 event_id: Ulid::new(),
                 stream_id: Ulid::new(),
                 schema_version,

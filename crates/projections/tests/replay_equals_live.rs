@@ -132,6 +132,7 @@ impl Live {
         let mut entries = Vec::with_capacity(events.len());
         for (n, ev) in events.iter().enumerate() {
             entries.push(NewEntry {
+                link_seq: 0,
                 event_id: Ulid::from_parts(now as u64, n as u128),
                 stream_id: id.0,
                 schema_version: SCHEMA_VERSION,

@@ -30,7 +30,7 @@ pub struct SqliteStore {
 }
 
 const ENTRY_COLUMNS: &str = "position, event_id, stream_id, version, schema_version, event_type, \
-     occurred_at, recorded_at, actor_instance, actor_user, payload, prev_hash, hash";
+     occurred_at, recorded_at, actor_instance, actor_user, link_seq, payload, prev_hash, hash";
 
 impl SqliteStore {
     /// Creates (or opens) the database file and brings its schema up to date.
@@ -141,6 +141,11 @@ fn entry_from_row(r: &SqliteRow) -> Result<LogEntry, StoreError> {
         recorded_at: r.try_get("recorded_at")?,
         actor_instance: r.try_get("actor_instance")?,
         actor_user: r.try_get("actor_user")?,
+        link_seq: {
+            let v: i64 = r.try_get("link_seq")?;
+            u32::try_from(v)
+                .map_err(|_| StoreError::Corrupt(format!("link_seq {v} out of range")))?
+        },
         payload: r.try_get("payload")?,
         prev_hash: hash32(r.try_get("prev_hash")?, "prev_hash")?,
         hash: hash32(r.try_get("hash")?, "hash")?,
@@ -188,7 +193,7 @@ impl Store for SqliteStore {
                 version += 1;
                 let e = LogEntry::seal(new, position, version, recorded_at, prev);
                 sqlx::query(&format!(
-                    "INSERT INTO events ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    "INSERT INTO events ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 ))
                 .bind(to_i64(e.position)?)
                 .bind(e.event_id.to_string())
@@ -200,6 +205,7 @@ impl Store for SqliteStore {
                 .bind(e.recorded_at)
                 .bind(&e.actor_instance)
                 .bind(&e.actor_user)
+                .bind(i64::from(e.link_seq))
                 .bind(&e.payload)
                 .bind(&e.prev_hash[..])
                 .bind(&e.hash[..])

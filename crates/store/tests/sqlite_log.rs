@@ -51,6 +51,7 @@ fn next_event_id() -> Ulid {
 
 fn new_entry(event: &Event, user: &str) -> NewEntry {
     NewEntry {
+        link_seq: 0,
         event_id: next_event_id(),
         stream_id: Ulid::nil(), // the store takes the stream from the StreamAppend
         schema_version: SCHEMA_VERSION,
@@ -87,6 +88,7 @@ fn part(stream_id: Ulid, expected_version: u64, events: &[Event]) -> StreamAppen
         entries: events
             .iter()
             .map(|e| NewEntry {
+                link_seq: 0,
                 stream_id,
                 ..new_entry(e, "jane")
             })
@@ -551,6 +553,7 @@ async fn concurrent_writers_to_one_stream_get_versions_1_to_200_without_gaps() {
             let mut mine = Vec::new();
             for i in 0..PER_TASK {
                 let entry = NewEntry {
+                    link_seq: 0,
                     stream_id: a,
                     ..new_entry(&note(&format!("task {t} event {i}")), &format!("user{t}"))
                 };
@@ -796,6 +799,7 @@ async fn verify_catches_a_correctly_sealed_forgery_at_the_next_link() {
     drop_guards(conn).await;
     shift_up_from(conn, 4).await;
     let new = NewEntry {
+        link_seq: 0,
         stream_id: stream(0xC),
         ..new_entry(&created("forged"), "mallory")
     };
@@ -815,6 +819,7 @@ async fn verify_names_a_forged_entry_appended_past_the_recorded_head() {
     let conn = &mut raw;
     let entries = all_entries(&db.store).await;
     let new = NewEntry {
+        link_seq: 0,
         stream_id: stream(0xA),
         ..new_entry(&note("forged"), "mallory")
     };

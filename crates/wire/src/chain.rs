@@ -19,6 +19,9 @@ pub struct NewEntry {
     pub occurred_at: i64,
     pub actor_instance: String,
     pub actor_user: String,
+    /// Outsourcing transitions of the ticket its author knew when deciding (0: none).
+    /// Orders concurrent transitions and tells whether an item was authored on a live link.
+    pub link_seq: u32,
     pub payload: Vec<u8>,
 }
 
@@ -38,6 +41,7 @@ pub struct LogEntry {
     pub recorded_at: i64,
     pub actor_instance: String,
     pub actor_user: String,
+    pub link_seq: u32,
     pub payload: Vec<u8>,
     pub prev_hash: [u8; 32],
     pub hash: [u8; 32],
@@ -57,6 +61,7 @@ struct ChainInput<'a> {
     recorded_at: i64,
     actor_instance: &'a str,
     actor_user: &'a str,
+    link_seq: u32,
     payload: &'a [u8],
 }
 
@@ -80,6 +85,7 @@ impl LogEntry {
             recorded_at,
             actor_instance: new.actor_instance,
             actor_user: new.actor_user,
+            link_seq: new.link_seq,
             payload: new.payload,
             prev_hash,
             hash: [0; 32],
@@ -103,6 +109,7 @@ impl LogEntry {
             recorded_at: self.recorded_at,
             actor_instance: &self.actor_instance,
             actor_user: &self.actor_user,
+            link_seq: self.link_seq,
             payload: &self.payload,
         };
         let mut h = Sha256::new();

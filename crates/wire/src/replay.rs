@@ -28,6 +28,8 @@ pub struct ReplayLine {
     /// When this instance appended it.
     pub recorded_at: String,
     pub actor: ReplayActor,
+    /// Outsourcing transitions of the ticket the author knew when deciding (0: none).
+    pub link_seq: u32,
     /// SHA-256 of the previous entry, lowercase hex.
     pub prev_hash: String,
     /// SHA-256 of this entry, lowercase hex.
@@ -65,6 +67,7 @@ impl ReplayLine {
                 instance: e.actor_instance.clone(),
                 user: e.actor_user.clone(),
             },
+            link_seq: e.link_seq,
             prev_hash: hex::encode(e.prev_hash),
             hash: hex::encode(e.hash),
             data,

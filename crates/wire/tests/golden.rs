@@ -342,12 +342,13 @@ fn payloads_over_the_limit_are_refused_both_ways() {
 // The chain.
 
 /// SHA-256 of the first fixed entry, sealed at position 1 over the genesis hash.
-const GOLDEN_HASH_1: &str = "d2832006103ac683f886a8aa1f1d96b9c7ab534a47c66ba7c911bbc3553fa7ae";
+const GOLDEN_HASH_1: &str = "e588fb5e30bbe46f43bedfc4fa08eb605aed7e487a132084d2cadb0b5d5a08ee";
 /// SHA-256 of the second fixed entry, sealed at position 2 over `GOLDEN_HASH_1`.
-const GOLDEN_HASH_2: &str = "445da9744cf75337de5575359f0cda76cf82f505055353bfd7a626dd44baa431";
+const GOLDEN_HASH_2: &str = "10a75693ed590ce039dc654d7ee62a932a471771c969d951f8aa5e506fa5d054";
 
 fn chain_new_entry(event: &Event, event_id: &str, occurred_at: i64, user: &str) -> NewEntry {
     NewEntry {
+        link_seq: 0,
         event_id: ulid(event_id),
         stream_id: ulid("01JNQ7TKT1CKET0000000000AB"),
         schema_version: SCHEMA_VERSION,
@@ -398,6 +399,7 @@ fn independent_hash(e: &LogEntry) -> [u8; 32] {
         (
             e.actor_instance.as_str(),
             e.actor_user.as_str(),
+            e.link_seq,
             &e.payload[..],
         ),
     );
@@ -438,6 +440,7 @@ fn the_hash_commits_to_every_field_but_not_to_itself() {
         ("recorded_at", Box::new(|e| e.recorded_at += 1)),
         ("actor_instance", Box::new(|e| e.actor_instance.push('x'))),
         ("actor_user", Box::new(|e| e.actor_user.push('x'))),
+        ("link_seq", Box::new(|e| e.link_seq += 1)),
         ("payload", Box::new(|e| e.payload[3] ^= 0x01)),
         ("prev_hash", Box::new(|e| e.prev_hash[31] ^= 0x01)),
     ];
@@ -469,6 +472,7 @@ fn a_replay_line_of_the_fixed_entry_has_the_documented_fields() {
     assert_eq!(line.recorded_at, "2025-03-14T10:30:00.456Z");
     assert_eq!(line.actor.instance, "acme");
     assert_eq!(line.actor.user, "jane");
+    assert_eq!(line.link_seq, 0);
     assert_eq!(line.prev_hash, "0".repeat(64));
     assert_eq!(line.hash, GOLDEN_HASH_1);
     assert_eq!(line.data["customer"], "Müller & Söhne GmbH");

@@ -213,6 +213,7 @@ proptest! {
         prev in any::<[u8; 32]>(),
     ) {
         let new = NewEntry {
+            link_seq: 0,
             event_id: Ulid(ids.0),
             stream_id: Ulid(ids.1),
             schema_version: SCHEMA_VERSION,
@@ -245,6 +246,7 @@ proptest! {
         position in any::<u64>(),
         version in any::<u64>(),
         schema_version in any::<u16>(),
+        link_seq in any::<u32>(),
         strings in prop::collection::vec(text(), 9),
         n in any::<i64>(),
         flag in any::<bool>(),
@@ -259,6 +261,7 @@ proptest! {
             occurred_at: strings[3].clone(),
             recorded_at: strings[4].clone(),
             actor: ReplayActor { instance: strings[5].clone(), user: strings[6].clone() },
+            link_seq,
             prev_hash: strings[7].clone(),
             hash: hex::encode(GENESIS_HASH),
             data: serde_json::json!({

@@ -16,6 +16,7 @@ CREATE TABLE events (
     recorded_at    INTEGER NOT NULL,
     actor_instance TEXT    NOT NULL,
     actor_user     TEXT    NOT NULL,
+    link_seq       INTEGER NOT NULL DEFAULT 0, -- outsourcing transitions known to the author
     payload        BLOB    NOT NULL,            -- postcard, per schema_version
     prev_hash      BLOB    NOT NULL,
     hash           BLOB    NOT NULL,
