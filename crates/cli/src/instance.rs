@@ -195,6 +195,7 @@ impl Instance {
             let ctx = domain::Context {
                 actor: &self.actor,
                 policy: &self.policy,
+                now: Timestamp(now_ms()),
             };
             let events = decide(state.as_ref(), id, ctx, cmd.clone())?;
             if events.is_empty() {
@@ -323,6 +324,7 @@ pub fn meta_of(e: &LogEntry) -> Result<EventMeta> {
             user: e.actor_user.clone(),
         },
         at: Timestamp(e.occurred_at),
+        link_seq: e.link_seq,
     })
 }
 

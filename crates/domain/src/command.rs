@@ -5,8 +5,9 @@ use rust_decimal::Decimal;
 
 use crate::error::{refuse, DomainError};
 use crate::event::Event;
-use crate::ids::{Actor, ItemId, TicketId};
+use crate::ids::{Actor, InstanceId, ItemId, LinkId, TicketId, Timestamp};
 use crate::policy::Policy;
+use crate::terms::Terms;
 use crate::ticket::{Item, ItemBody, ItemKind, Ticket};
 use crate::values::{self, Attachment, Charge, TimeEntry};
 
@@ -51,10 +52,48 @@ pub enum Command {
         item: ItemId,
         attachment: Attachment,
     },
+    /// A move of the outsourcing workflow.
+    Outsource(OutsourceCommand),
     DeleteItem {
         item: ItemId,
         kind: ItemKind,
     },
+}
+
+/// The outsourcing workflow's commands; each is allowed only to the side that owns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutsourceCommand {
+    /// Lead: send the ticket to `partner` with terms.
+    Send {
+        link: LinkId,
+        partner: InstanceId,
+        terms: Terms,
+    },
+    /// Partner: counter-offer terms while Assigned.
+    Counter {
+        terms: Terms,
+    },
+    /// Lead: revise the terms while Assigned.
+    Revise {
+        terms: Terms,
+    },
+    /// Partner: accept the latest terms.
+    Accept {
+        organization: Option<String>,
+    },
+    Decline {
+        reason: String,
+    },
+    Cancel,
+    /// Lead's instance: the respond-by deadline passed unanswered.
+    Expire,
+    /// Partner: insource complete.
+    Complete,
+    Approve,
+    Reject {
+        reason: String,
+    },
+    ForceComplete,
 }
 
 /// The fields of a time entry to change; `None` keeps the current value.
@@ -85,11 +124,33 @@ pub struct ChargePatch {
 pub struct Context<'a> {
     pub actor: &'a Actor,
     pub policy: &'a Policy,
+    /// The caller's clock, for deadlines (the domain never reads one).
+    pub now: Timestamp,
 }
 
 /// Decides a command against the current state of ticket `id` (`None`: it does not exist yet).
 /// Returns the events to append (possibly none, for an edit that changes nothing) or why not.
+/// Besides the command's own events this adds the link moves the workflow implies: a
+/// partner's first work on an accepted ticket starts it, and a ticket status of Complete
+/// completes its live link.
 pub fn decide(
+    state: Option<&Ticket>,
+    id: TicketId,
+    ctx: Context<'_>,
+    cmd: Command,
+) -> Result<Vec<Event>, DomainError> {
+    if let Command::Outsource(oc) = cmd {
+        let t = state.ok_or(DomainError::TicketNotFound(id))?;
+        return crate::workflow::decide_outsource(t, ctx, oc);
+    }
+    let events = decide_ticket(state, id, ctx, cmd)?;
+    Ok(match state {
+        Some(t) if !events.is_empty() => crate::workflow::with_implied_moves(t, ctx, events),
+        _ => events,
+    })
+}
+
+fn decide_ticket(
     state: Option<&Ticket>,
     id: TicketId,
     ctx: Context<'_>,
@@ -116,6 +177,8 @@ pub fn decide(
             format!("ticket {id} already exists"),
             vec![],
         )),
+        // Answered by `decide` before it gets here.
+        Command::Outsource(oc) => crate::workflow::decide_outsource(t, ctx, oc),
         Command::ChangeStatus { status } => change_status(t, ctx.policy, &status),
         Command::AddNote {
             item,

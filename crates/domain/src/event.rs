@@ -1,6 +1,8 @@
 //! Domain events: the facts a ticket's history is made of.
 
-use crate::ids::{Actor, ItemId, Timestamp};
+use crate::ids::{Actor, InstanceId, ItemId, LinkId, Timestamp};
+use crate::outsource::{Move, Side};
+use crate::terms::Terms;
 use crate::ticket::ItemKind;
 use crate::values::{Attachment, Charge, TimeEntry};
 
@@ -52,6 +54,97 @@ pub enum Event {
         item: ItemId,
         kind: ItemKind,
     },
+    /// A move of the outsourcing link `link`.
+    Outsource {
+        link: LinkId,
+        change: LinkChange,
+    },
+}
+
+/// What the partner sees of the ticket when it is sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub title: String,
+    pub description: String,
+    pub customer: Option<String>,
+}
+
+/// The outsourcing moves, with what each carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkChange {
+    /// Lead: the ticket is sent to `partner` with terms (the link is created Unsent and
+    /// moves to Assigned).
+    Sent {
+        lead: InstanceId,
+        partner: InstanceId,
+        terms: Terms,
+        snapshot: Snapshot,
+    },
+    /// A new terms version: a lead's revision or a partner's counter-offer.
+    TermsProposed {
+        terms: Terms,
+    },
+    /// Partner: accepts the terms version `terms_version` (the latest it knew).
+    Accepted {
+        terms_version: u32,
+        organization: Option<String>,
+    },
+    Declined {
+        reason: String,
+    },
+    Canceled,
+    Expired,
+    Started,
+    /// Partner: insource complete.
+    Completed,
+    /// Lead: completion sent back.
+    Rejected {
+        reason: String,
+    },
+    Approved,
+    ForceCompleted,
+    /// Either side: the ticket status became Complete.
+    CompletedByStatus,
+}
+
+impl LinkChange {
+    /// The state-machine move this change makes when authored by `side`.
+    pub fn mv(&self, side: Side) -> Move {
+        match self {
+            LinkChange::Sent { .. } => Move::Send,
+            LinkChange::TermsProposed { .. } => match side {
+                Side::Lead => Move::Revise,
+                Side::Partner => Move::Counter,
+            },
+            LinkChange::Accepted { .. } => Move::Accept,
+            LinkChange::Declined { .. } => Move::Decline,
+            LinkChange::Canceled => Move::Cancel,
+            LinkChange::Expired => Move::Expire,
+            LinkChange::Started => Move::Start,
+            LinkChange::Completed => Move::Complete,
+            LinkChange::Rejected { .. } => Move::Reject,
+            LinkChange::Approved => Move::Approve,
+            LinkChange::ForceCompleted => Move::ForceComplete,
+            LinkChange::CompletedByStatus => Move::CompleteByStatus,
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            LinkChange::Sent { .. } => "outsource_sent",
+            LinkChange::TermsProposed { .. } => "terms_proposed",
+            LinkChange::Accepted { .. } => "outsource_accepted",
+            LinkChange::Declined { .. } => "outsource_declined",
+            LinkChange::Canceled => "outsource_canceled",
+            LinkChange::Expired => "outsource_expired",
+            LinkChange::Started => "outsource_started",
+            LinkChange::Completed => "insource_completed",
+            LinkChange::Rejected { .. } => "completion_rejected",
+            LinkChange::Approved => "completion_approved",
+            LinkChange::ForceCompleted => "outsource_force_completed",
+            LinkChange::CompletedByStatus => "outsource_completed_by_status",
+        }
+    }
 }
 
 impl Event {
@@ -68,10 +161,12 @@ impl Event {
             Event::ChargeEdited { .. } => "charge_edited",
             Event::AttachmentAdded { .. } => "attachment_added",
             Event::ItemDeleted { .. } => "item_deleted",
+            Event::Outsource { change, .. } => change.type_name(),
         }
     }
 
-    /// Every event type name, in declaration order.
+    /// Every event type name of the ticket and item events, in declaration order
+    /// (the outsourcing types are [`Event::OUTSOURCE_TYPE_NAMES`]).
     pub const TYPE_NAMES: [&'static str; 10] = [
         "ticket_created",
         "status_changed",
@@ -85,10 +180,28 @@ impl Event {
         "item_deleted",
     ];
 
+    /// Every outsourcing event type name.
+    pub const OUTSOURCE_TYPE_NAMES: [&'static str; 12] = [
+        "outsource_sent",
+        "terms_proposed",
+        "outsource_accepted",
+        "outsource_declined",
+        "outsource_canceled",
+        "outsource_expired",
+        "outsource_started",
+        "insource_completed",
+        "completion_rejected",
+        "completion_approved",
+        "outsource_force_completed",
+        "outsource_completed_by_status",
+    ];
+
     /// The item this event is about, if any.
     pub fn item(&self) -> Option<ItemId> {
         match self {
-            Event::TicketCreated { .. } | Event::StatusChanged { .. } => None,
+            Event::TicketCreated { .. } | Event::StatusChanged { .. } | Event::Outsource { .. } => {
+                None
+            }
             Event::NoteAdded { item, .. }
             | Event::NoteEdited { item, .. }
             | Event::TimeAdded { item, .. }
@@ -101,9 +214,11 @@ impl Event {
     }
 }
 
-/// Who caused an event and when; carried by the log envelope, not the payload.
+/// Who caused an event, when, and what they knew; carried by the log envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventMeta {
     pub actor: Actor,
     pub at: Timestamp,
+    /// Outsourcing transitions of the ticket the author knew when deciding.
+    pub link_seq: u32,
 }

@@ -113,3 +113,13 @@ impl fmt::Display for Actor {
 /// Milliseconds since the Unix epoch, UTC. Supplied by the caller; the domain never reads a clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub i64);
+
+impl fmt::Display for Timestamp {
+    /// RFC 3339, UTC, milliseconds (pure formatting; no clock is read).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match chrono::DateTime::<chrono::Utc>::from_timestamp_millis(self.0) {
+            Some(t) => f.write_str(&t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            None => write!(f, "@{}ms", self.0),
+        }
+    }
+}

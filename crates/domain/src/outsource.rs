@@ -11,6 +11,7 @@
 
 use std::fmt;
 
+use crate::event::{EventMeta, LinkChange};
 use crate::ids::{InstanceId, LinkId};
 use crate::terms::Terms;
 
@@ -244,6 +245,10 @@ pub struct TransitionRecord {
     pub terms: Option<Terms>,
     /// For Accept: the terms version accepted.
     pub accepts_version: Option<u32>,
+    /// For Accept: the partner's organization the lead is mapped to.
+    pub organization: Option<String>,
+    /// For Decline and Reject: why.
+    pub reason: Option<String>,
 }
 
 /// One outsourcing of a ticket from a lead to a partner.
@@ -262,6 +267,8 @@ pub struct Link {
     pub accepted_version: Option<u32>,
     /// Derived: which transitions were applied (same order as `transitions`).
     pub effective: Vec<bool>,
+    /// Derived: the organization named by the effective acceptance.
+    pub organization: Option<String>,
 }
 
 impl Link {
@@ -275,6 +282,7 @@ impl Link {
             terms: vec![],
             accepted_version: None,
             effective: vec![],
+            organization: None,
         }
     }
 
@@ -318,6 +326,7 @@ impl Link {
         let mut status = OutsourceStatus::Unsent;
         let mut terms: Vec<Terms> = vec![];
         let mut accepted = None;
+        let mut organization = None;
         let mut effective = vec![false; self.transitions.len()];
         for i in order {
             let t = &self.transitions[i];
@@ -335,6 +344,7 @@ impl Link {
                     continue;
                 }
                 accepted = Some(latest);
+                organization = t.organization.clone();
             }
             if let Some(tm) = &t.terms {
                 terms.push(tm.clone());
@@ -346,6 +356,7 @@ impl Link {
         self.terms = terms;
         self.accepted_version = accepted;
         self.effective = effective;
+        self.organization = organization;
     }
 
     /// The status the link had given only the transitions with `seq < known`, i.e. what
@@ -362,4 +373,140 @@ impl Link {
         prefix.resolve();
         prefix.status
     }
+}
+
+/// How an item stands towards the partner of the ticket's link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Sharing {
+    /// Authored on this side (or received) while the link was live: both sides have it.
+    Shared,
+    /// Marked internal by its author: it never leaves the instance.
+    Internal,
+    /// Added while no link was live (never outsourced, Waiting Approval, after Complete).
+    NotShared,
+    /// Shared once, then changed on one side only (an edit of the other side's item, or an
+    /// edit made while the link was not live).
+    Diverged,
+}
+
+impl Sharing {
+    pub fn name(self) -> &'static str {
+        match self {
+            Sharing::Shared => "shared",
+            Sharing::Internal => "internal",
+            Sharing::NotShared => "not shared",
+            Sharing::Diverged => "diverged",
+        }
+    }
+}
+
+/// What sharing depends on, for one item.
+#[derive(Clone, Copy, Debug)]
+pub struct ItemFacts<'a> {
+    pub author: &'a InstanceId,
+    /// Transitions its author knew when adding it.
+    pub link_seq: u32,
+    pub internal: bool,
+    /// Arrived from the counterparty.
+    pub received: bool,
+    pub diverged: bool,
+}
+
+/// The link in effect for something authored knowing `link_seq` transitions: the latest
+/// link whose Send has a smaller seq.
+pub fn link_at(links: &[Link], link_seq: u32) -> Option<&Link> {
+    links.iter().rev().find(|l| {
+        l.transitions
+            .iter()
+            .any(|t| t.seq < link_seq && t.mv == Move::Send)
+    })
+}
+
+/// Whether something authored knowing `link_seq` transitions was authored on a live link:
+/// the link in effect then, resolved over the transitions with a smaller seq (including any
+/// the author had not seen yet), was Accepted or In Progress. Both sides compute the same
+/// answer once they hold the same transitions.
+pub fn live_at(links: &[Link], link_seq: u32) -> bool {
+    link_at(links, link_seq).is_some_and(|l| l.status_with_known(link_seq).is_live())
+}
+
+/// How an item stands towards the link's counterparty.
+pub fn sharing(links: &[Link], item: &ItemFacts<'_>) -> Sharing {
+    if item.diverged {
+        return Sharing::Diverged;
+    }
+    if item.internal && !item.received {
+        return Sharing::Internal;
+    }
+    let Some(link) = link_at(links, item.link_seq) else {
+        return Sharing::NotShared;
+    };
+    if link.side_of(item.author).is_none() {
+        return Sharing::NotShared;
+    }
+    if live_at(links, item.link_seq) {
+        Sharing::Shared
+    } else {
+        Sharing::NotShared
+    }
+}
+
+/// A change of an item that the other side will not see: made by another instance than
+/// the author's, or by the author while the item is shared but the link is not live.
+pub fn change_stays_local(
+    links: &[Link],
+    author: &InstanceId,
+    item_link_seq: u32,
+    internal: bool,
+    editor: &InstanceId,
+    edit_link_seq: u32,
+) -> bool {
+    if author != editor {
+        return true;
+    }
+    let shared = !internal && live_at(links, item_link_seq);
+    shared && !live_at(links, edit_link_seq)
+}
+
+/// Applies an outsourcing event to a ticket's links: a Send creates its link; every
+/// change is recorded as a transition of the author's side and the link re-resolved.
+/// Events from an instance that is not an end of the link change nothing.
+pub fn apply_change(links: &mut Vec<Link>, link: LinkId, meta: &EventMeta, change: &LinkChange) {
+    if let LinkChange::Sent { lead, partner, .. } = change {
+        if !links.iter().any(|l| l.id == link) {
+            links.push(Link::new(link, lead.clone(), partner.clone()));
+        }
+    }
+    let Some(l) = links.iter_mut().find(|l| l.id == link) else {
+        return;
+    };
+    let Some(side) = l.side_of(&meta.actor.instance) else {
+        return;
+    };
+    let mut t = TransitionRecord {
+        mv: change.mv(side),
+        side,
+        seq: meta.link_seq,
+        terms: None,
+        accepts_version: None,
+        organization: None,
+        reason: None,
+    };
+    match change {
+        LinkChange::Sent { terms, .. } | LinkChange::TermsProposed { terms } => {
+            t.terms = Some(terms.clone())
+        }
+        LinkChange::Accepted {
+            terms_version,
+            organization,
+        } => {
+            t.accepts_version = Some(*terms_version);
+            t.organization = organization.clone();
+        }
+        LinkChange::Declined { reason } | LinkChange::Rejected { reason } => {
+            t.reason = Some(reason.clone())
+        }
+        _ => {}
+    }
+    l.record(t);
 }

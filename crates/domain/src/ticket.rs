@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::event::{Event, EventMeta};
-use crate::ids::{Actor, ItemId, TicketId, Timestamp};
+use crate::event::{Event, EventMeta, LinkChange};
+use crate::ids::{Actor, InstanceId, ItemId, LinkId, TicketId, Timestamp};
+use crate::outsource::{ItemFacts, Link, OutsourceStatus, Side};
 use crate::values::{Attachment, Charge, TimeEntry};
 
 /// A ticket as the command side needs it to decide.
@@ -19,6 +20,57 @@ pub struct Ticket {
     pub created_at: Timestamp,
     /// Every item ever added, deleted ones included (flagged), by id.
     pub items: BTreeMap<ItemId, Item>,
+    /// Every outsourcing of the ticket, oldest first; the last is the current one.
+    pub links: Vec<Link>,
+}
+
+pub use crate::outsource::Sharing;
+
+impl Ticket {
+    /// Outsourcing transitions known for this ticket: the `link_seq` of the next event.
+    pub fn known(&self) -> u32 {
+        self.links.iter().map(|l| l.known()).sum()
+    }
+
+    /// The current (latest) link, if the ticket was ever outsourced or insourced.
+    pub fn current_link(&self) -> Option<&Link> {
+        self.links.last()
+    }
+
+    pub fn link(&self, id: LinkId) -> Option<&Link> {
+        self.links.iter().find(|l| l.id == id)
+    }
+
+    /// Whether something authored knowing `link_seq` transitions was authored on a live
+    /// link (see [`crate::outsource::live_at`]).
+    pub fn live_at(&self, link_seq: u32) -> bool {
+        crate::outsource::live_at(&self.links, link_seq)
+    }
+
+    /// The link in effect for something authored knowing `link_seq` transitions.
+    pub fn link_at(&self, link_seq: u32) -> Option<&Link> {
+        crate::outsource::link_at(&self.links, link_seq)
+    }
+
+    /// How an item stands towards the link's counterparty.
+    pub fn sharing(&self, item: &Item) -> Sharing {
+        crate::outsource::sharing(
+            &self.links,
+            &ItemFacts {
+                author: &item.author.instance,
+                link_seq: item.link_seq,
+                internal: item.internal(),
+                received: item.received,
+                diverged: item.diverged,
+            },
+        )
+    }
+
+    /// The instance whose log holds this ticket: the one that created it locally (a lead
+    /// creates its tickets; a partner creates the insourced copy when it arrives).
+    pub fn home(&self) -> &InstanceId {
+        &self.created_by.instance
+    }
 }
 
 /// The kinds of ticket item.
@@ -55,8 +107,25 @@ pub struct Item {
     pub author: Actor,
     pub body: ItemBody,
     pub deleted: bool,
-    /// Set when someone on another instance than the author's edited it locally.
+    /// Set when the item was changed on this side only: edited or deleted here by another
+    /// instance than the author's, or edited by its author while the link was not live.
     pub diverged: bool,
+    /// Outsourcing transitions the author knew when adding it.
+    pub link_seq: u32,
+    /// Arrived from the link's counterparty (authored on another instance).
+    pub received: bool,
+}
+
+impl Item {
+    /// Internal items never leave the instance (a partner's notes are stored internal on
+    /// the lead, hidden from the lead's customer, yet shared with the partner).
+    pub fn internal(&self) -> bool {
+        match &self.body {
+            ItemBody::Note { internal, .. } => *internal,
+            ItemBody::Attachment(a) => a.internal,
+            ItemBody::Time(_) | ItemBody::Charge(_) => false,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +174,7 @@ pub fn evolve(
             created_by: meta.actor.clone(),
             created_at: meta.at,
             items: BTreeMap::new(),
+            links: Vec::new(),
         }),
         (None, _) => None,
         (Some(mut t), event) => {
@@ -115,6 +185,8 @@ pub fn evolve(
 }
 
 fn apply(t: &mut Ticket, meta: &EventMeta, event: &Event) {
+    // An item is received when it was authored on another instance than this log's.
+    let received = meta.actor.instance != *t.home();
     let mut add = |item: ItemId, body: ItemBody| {
         t.items.entry(item).or_insert_with(|| Item {
             id: item,
@@ -122,6 +194,8 @@ fn apply(t: &mut Ticket, meta: &EventMeta, event: &Event) {
             body,
             deleted: false,
             diverged: false,
+            link_seq: meta.link_seq,
+            received,
         });
     };
     match event {
@@ -161,24 +235,60 @@ fn apply(t: &mut Ticket, meta: &EventMeta, event: &Event) {
             edit(t, *item, meta, ItemBody::Charge(charge.clone()))
         }
         Event::ItemDeleted { item, .. } => {
+            let stays_local = t
+                .items
+                .get(item)
+                .is_some_and(|i| t.change_stays_local(i, meta));
             if let Some(i) = t.items.get_mut(item) {
                 i.deleted = true;
                 // A delete of another instance's item stays on this side, like an edit.
-                if i.author.instance != meta.actor.instance {
+                if stays_local {
                     i.diverged = true;
                 }
             }
         }
+        Event::Outsource { link, change } => outsource(t, *link, meta, change),
     }
 }
 
 fn edit(t: &mut Ticket, item: ItemId, meta: &EventMeta, body: ItemBody) {
+    let stays_local = t
+        .items
+        .get(&item)
+        .is_some_and(|i| t.change_stays_local(i, meta));
     if let Some(i) = t.items.get_mut(&item) {
         if i.body.kind() == body.kind() && !i.deleted {
-            if i.author.instance != meta.actor.instance {
+            if stays_local {
                 i.diverged = true;
             }
             i.body = body;
         }
     }
+}
+
+impl Ticket {
+    fn change_stays_local(&self, item: &Item, meta: &EventMeta) -> bool {
+        crate::outsource::change_stays_local(
+            &self.links,
+            &item.author.instance,
+            item.link_seq,
+            item.internal() && !item.received,
+            &meta.actor.instance,
+            meta.link_seq,
+        )
+    }
+}
+
+fn outsource(t: &mut Ticket, link: LinkId, meta: &EventMeta, change: &LinkChange) {
+    crate::outsource::apply_change(&mut t.links, link, meta, change);
+}
+
+/// The outsource status of the ticket's current link, if any.
+pub fn outsource_status(t: &Ticket) -> Option<OutsourceStatus> {
+    t.current_link().map(|l| l.status)
+}
+
+/// The side `me` is on for the ticket's current link.
+pub fn side_of(t: &Ticket, me: &InstanceId) -> Option<Side> {
+    t.current_link().and_then(|l| l.side_of(me))
 }

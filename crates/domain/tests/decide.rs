@@ -224,6 +224,7 @@ impl Desk {
         let ctx = Context {
             actor: who,
             policy: &self.policy,
+            now: Timestamp(0),
         };
         let result = decide(self.state.as_ref(), self.id, ctx, cmd);
         match &result {
@@ -233,6 +234,7 @@ impl Desk {
                     let meta = EventMeta {
                         actor: who.clone(),
                         at: Timestamp(self.clock),
+                        link_seq: 0,
                     };
                     self.state = evolve(self.state.take(), self.id, &meta, e);
                 }
@@ -1809,6 +1811,7 @@ fn given_events_that_do_not_fit_when_evolving_then_state_is_unchanged() {
     let meta = EventMeta {
         actor: carol(),
         at: Timestamp(1),
+        link_seq: 0,
     };
     let misfits = [
         Event::TicketCreated {

@@ -407,6 +407,7 @@ fn run(sc: &Scenario) -> Result<(), TestCaseError> {
         let ctx = Context {
             actor: who,
             policy: &policy,
+            now: Timestamp(0),
         };
         let result = decide(live.as_ref(), id, ctx, command(&step.op));
 
@@ -461,6 +462,7 @@ fn run(sc: &Scenario) -> Result<(), TestCaseError> {
                     let meta = EventMeta {
                         actor: who.clone(),
                         at: Timestamp(clock),
+                        link_seq: 0,
                     };
                     let next = evolve(live.clone(), id, &meta, e);
                     prop_assert_ne!(&next, &live, "event {:?} changed nothing", e);
@@ -487,6 +489,7 @@ fn run(sc: &Scenario) -> Result<(), TestCaseError> {
         let ctx = Context {
             actor: who,
             policy: &policy,
+            now: Timestamp(0),
         };
         let events = decide(rerun.as_ref(), id, ctx, command(&step.op));
         prop_assert_eq!(
@@ -500,6 +503,7 @@ fn run(sc: &Scenario) -> Result<(), TestCaseError> {
             let meta = EventMeta {
                 actor: who.clone(),
                 at: Timestamp(clock),
+                link_seq: 0,
             };
             rerun = evolve(rerun, id, &meta, e);
         }
@@ -535,6 +539,8 @@ fn model_apply(
     e: &Event,
 ) {
     match e {
+        // The generator makes no outsourcing commands.
+        Event::Outsource { .. } => {}
         Event::TicketCreated { status: s, .. } => *status = Some(s.clone()),
         Event::StatusChanged { to, .. } => *status = Some(to.clone()),
         Event::NoteAdded { item, .. }
@@ -597,6 +603,7 @@ fn generated_histories_cover_accepted_refused_and_foreign_changes() {
             let ctx = Context {
                 actor: who,
                 policy: &policy,
+                now: Timestamp(0),
             };
             let r = decide(state.as_ref(), ticket_id(), ctx, command(&step.op));
             let label = match &r {
@@ -621,6 +628,7 @@ fn generated_histories_cover_accepted_refused_and_foreign_changes() {
                     let meta = EventMeta {
                         actor: who.clone(),
                         at: Timestamp(0),
+                        link_seq: 0,
                     };
                     state = evolve(state, ticket_id(), &meta, e);
                 }

@@ -5,12 +5,16 @@ use std::collections::{BTreeSet, HashMap};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use ticketsync_domain::{Event, ItemBody, ItemKind, TimeEntry};
+use ticketsync_domain::outsource::{apply_change, change_stays_local, sharing, ItemFacts};
+use ticketsync_domain::{
+    Actor, Event, EventMeta, InstanceId, ItemBody, ItemKind, LinkChange, TimeEntry, Timestamp,
+};
 use ticketsync_store::{DocChange, Store};
 use ticketsync_wire::replay::rfc3339_ms;
 use ticketsync_wire::{decode_event, LogEntry};
 use ulid::Ulid;
 
+use crate::links::{current_view, to_docs, to_domain, LinkDoc, OutsourceView};
 use crate::runner::{Projection, ProjectionError};
 
 /// The projection's stored name.
@@ -36,6 +40,12 @@ pub struct TicketView {
     /// Log position of the ticket's latest event.
     pub position: u64,
     pub totals: Totals,
+    /// The current link's outsource status (`null` when never outsourced or insourced).
+    pub outsource_status: Option<String>,
+    /// The current link, as seen from this instance.
+    pub outsource: Option<OutsourceView>,
+    /// Every link of the ticket with all its transitions, oldest first.
+    pub links: Vec<LinkDoc>,
     /// Every item in the order added, deleted ones included and marked.
     pub items: Vec<ItemView>,
     pub history: Vec<HistoryView>,
@@ -65,10 +75,18 @@ pub struct ItemView {
     pub created_at: String,
     pub updated_at: String,
     pub deleted: bool,
-    /// Changed here by someone on another instance than the author's; the change is local.
+    /// Changed on this side only (by another instance than the author's, or by the author
+    /// while the link was not live).
     pub diverged: bool,
-    /// Internal items never leave this instance.
+    /// Internal items never leave this instance (a partner's notes are kept internal on the
+    /// lead: hidden from the lead's customer, still shared with the partner).
     pub internal: bool,
+    /// `shared`, `internal`, `not shared` or `diverged`.
+    pub sharing: String,
+    /// Arrived from the link's counterparty.
+    pub received: bool,
+    /// Outsourcing transitions its author knew when adding it.
+    pub link_seq: u32,
     #[serde(flatten)]
     pub body: ItemBodyView,
 }
@@ -234,6 +252,22 @@ fn summary(ev: &Event) -> String {
             internal(attachment.internal)
         ),
         Event::ItemDeleted { item, kind } => format!("{} {item} deleted", kind_key(*kind)),
+        Event::Outsource { change, .. } => match change {
+            LinkChange::Sent { partner, lead, .. } => format!("outsourced by {lead} to {partner}"),
+            LinkChange::TermsProposed { .. } => "new terms proposed".into(),
+            LinkChange::Accepted { terms_version, .. } => {
+                format!("accepted terms version {terms_version}")
+            }
+            LinkChange::Declined { reason } => format!("declined: {reason}"),
+            LinkChange::Canceled => "outsourcing canceled".into(),
+            LinkChange::Expired => "offer expired".into(),
+            LinkChange::Started => "work started".into(),
+            LinkChange::Completed => "insource complete: waiting for approval".into(),
+            LinkChange::Rejected { reason } => format!("completion rejected: {reason}"),
+            LinkChange::Approved => "completion approved".into(),
+            LinkChange::ForceCompleted => "force-completed by the lead".into(),
+            LinkChange::CompletedByStatus => "link completed: ticket status Complete".into(),
+        },
     }
 }
 
@@ -243,7 +277,7 @@ pub fn apply_entry(
     number: u64,
     e: &LogEntry,
     ev: &Event,
-) -> Option<TicketView> {
+) -> Result<Option<TicketView>, ProjectionError> {
     let at = rfc3339_ms(e.occurred_at);
     let mut v = match (view, ev) {
         (
@@ -267,15 +301,37 @@ pub fn apply_entry(
             version: 0,
             position: 0,
             totals: Totals::default(),
+            outsource_status: None,
+            outsource: None,
+            links: vec![],
             items: vec![],
             history: vec![],
         },
-        (None, _) => return None,
+        (None, _) => return Ok(None),
         (Some(v), _) => v,
     };
+    let mut links = to_domain(&v.links)?;
+    let editor = InstanceId::parse(&e.actor_instance).map_err(|_| ProjectionError::BadDoc {
+        key: v.id.clone(),
+        reason: format!("bad instance {:?}", e.actor_instance),
+    })?;
     match ev {
         Event::TicketCreated { .. } => {}
         Event::StatusChanged { to, .. } => v.status = to.clone(),
+        Event::Outsource { link, change } => {
+            let meta = EventMeta {
+                actor: Actor {
+                    instance: editor.clone(),
+                    user: e.actor_user.clone(),
+                },
+                at: Timestamp(e.occurred_at),
+                link_seq: e.link_seq,
+            };
+            apply_change(&mut links, *link, &meta, change);
+            v.links = to_docs(&links);
+            v.outsource = current_view(&links, &v.created_by.instance);
+            v.outsource_status = v.outsource.as_ref().map(|o| o.status.clone());
+        }
         Event::NoteAdded { item, .. }
         | Event::TimeAdded { item, .. }
         | Event::ChargeAdded { item, .. }
@@ -293,6 +349,9 @@ pub fn apply_entry(
                     deleted: false,
                     diverged: false,
                     internal,
+                    sharing: String::new(),
+                    received: e.actor_instance != v.created_by.instance,
+                    link_seq: e.link_seq,
                     body,
                 });
             }
@@ -306,26 +365,43 @@ pub fn apply_entry(
                 event_body(ev),
             ) {
                 if i.kind == kind_key(body.kind()) {
+                    if stays_local(&links, i, &editor, e.link_seq) {
+                        i.diverged = true;
+                    }
                     let (b, internal) = body_view(&body);
                     i.body = b;
                     i.internal = internal;
                     i.updated_at = at.clone();
-                    if i.author.instance != e.actor_instance {
-                        i.diverged = true;
-                    }
                 }
             }
         }
         Event::ItemDeleted { item, .. } => {
             let id = item.to_string();
             if let Some(i) = v.items.iter_mut().find(|i| i.id == id) {
-                i.deleted = true;
-                i.updated_at = at.clone();
-                if i.author.instance != e.actor_instance {
+                if stays_local(&links, i, &editor, e.link_seq) {
                     i.diverged = true;
                 }
+                i.deleted = true;
+                i.updated_at = at.clone();
             }
         }
+    }
+    // Sharing can change after the fact (a concurrent transition that wins supersedes what
+    // an item was authored under), so it is recomputed for every item.
+    for i in &mut v.items {
+        let author =
+            InstanceId::parse(&i.author.instance).map_err(|_| ProjectionError::BadDoc {
+                key: i.id.clone(),
+                reason: "bad author instance".into(),
+            })?;
+        let facts = ItemFacts {
+            author: &author,
+            link_seq: i.link_seq,
+            internal: i.internal,
+            received: i.received,
+            diverged: i.diverged,
+        };
+        i.sharing = sharing(&links, &facts).name().to_string();
     }
     v.version = e.version;
     v.position = e.position;
@@ -340,7 +416,26 @@ pub fn apply_entry(
         summary: summary(ev),
     });
     v.totals = totals(&v.items);
-    Some(v)
+    Ok(Some(v))
+}
+
+fn stays_local(
+    links: &[ticketsync_domain::Link],
+    i: &ItemView,
+    editor: &InstanceId,
+    edit_seq: u32,
+) -> bool {
+    match InstanceId::parse(&i.author.instance) {
+        Ok(author) => change_stays_local(
+            links,
+            &author,
+            i.link_seq,
+            i.internal && !i.received,
+            editor,
+            edit_seq,
+        ),
+        Err(_) => true,
+    }
 }
 
 fn totals(items: &[ItemView]) -> Totals {
@@ -437,7 +532,7 @@ impl Projection for TicketProjection {
             let ev = decode(e)?;
             let slot = views.entry(key).or_default();
             let creates = slot.is_none() && matches!(ev, Event::TicketCreated { .. });
-            let next = apply_entry(slot.take(), numbers.last + 1, e, &ev);
+            let next = apply_entry(slot.take(), numbers.last + 1, e, &ev)?;
             if creates && next.is_some() {
                 numbers.last += 1;
             }
@@ -491,7 +586,7 @@ pub async fn ticket_as_of(
 ) -> Result<Option<TicketView>, ProjectionError> {
     let mut view = None;
     for e in store.read_stream(id, Some(position)).await? {
-        view = apply_entry(view, number, &e, &decode(&e)?);
+        view = apply_entry(view, number, &e, &decode(&e)?)?;
     }
     Ok(view)
 }

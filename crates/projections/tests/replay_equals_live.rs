@@ -70,6 +70,7 @@ fn meta_of(e: &LogEntry) -> EventMeta {
             user: e.actor_user.clone(),
         },
         at: Timestamp(e.occurred_at),
+        link_seq: e.link_seq,
     }
 }
 
@@ -120,6 +121,7 @@ impl Live {
         let ctx = Context {
             actor: who,
             policy: &self.policy,
+            now: Timestamp(0),
         };
         let Ok(events) = decide(state.as_ref(), id, ctx, cmd) else {
             return Ok(0);

@@ -46,7 +46,7 @@ pub fn encode_event(e: &Event) -> Result<Vec<u8>, WireError> {
 
 /// Decodes stored bytes of any known schema version into the current domain event.
 pub fn decode_event(schema_version: u16, bytes: &[u8]) -> Result<Event, WireError> {
-    decode_current(schema_version, bytes).map(Event::from)
+    Event::try_from(decode_current(schema_version, bytes)?).map_err(WireError::Mismatch)
 }
 
 /// Decodes, upcasting to the current schema. Version 1 is the only one so far; a version 2

@@ -26,6 +26,181 @@ pub enum EventV1 {
     ChargeEdited(ChargeV1),
     AttachmentAdded(AttachmentV1),
     ItemDeleted(ItemDeleted),
+    OutsourceSent(OutsourceSent),
+    TermsProposed(TermsProposed),
+    OutsourceAccepted(OutsourceAccepted),
+    OutsourceDeclined(LinkReason),
+    OutsourceCanceled(LinkOnly),
+    OutsourceExpired(LinkOnly),
+    OutsourceStarted(LinkOnly),
+    InsourceCompleted(LinkOnly),
+    CompletionRejected(LinkReason),
+    CompletionApproved(LinkOnly),
+    OutsourceForceCompleted(LinkOnly),
+    OutsourceCompletedByStatus(LinkOnly),
+}
+
+/// How the partner's work is priced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RateV1 {
+    /// Per billable hour (decimal string).
+    Hourly(
+        #[serde(with = "rust_decimal::serde::str")]
+        #[schemars(with = "String")]
+        Decimal,
+    ),
+    /// One amount for the whole job (decimal string).
+    Flat(
+        #[serde(with = "rust_decimal::serde::str")]
+        #[schemars(with = "String")]
+        Decimal,
+    ),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TermsV1 {
+    pub rate: RateV1,
+    /// ISO 4217 code.
+    pub currency: String,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    #[schemars(with = "Option<String>")]
+    pub authorized_hours: Option<Decimal>,
+    #[serde(with = "rust_decimal::serde::str_option")]
+    #[schemars(with = "Option<String>")]
+    pub authorized_charge: Option<Decimal>,
+    /// Respond-by deadline, ms since the epoch.
+    pub respond_by: Option<i64>,
+    pub instructions: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OutsourceSent {
+    #[serde(with = "crate::serde_bytes::ulid_id")]
+    #[schemars(with = "String")]
+    pub link: Ulid,
+    pub lead: String,
+    pub partner: String,
+    pub terms: TermsV1,
+    /// The ticket as the partner first sees it.
+    pub title: String,
+    pub description: String,
+    pub customer: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TermsProposed {
+    #[serde(with = "crate::serde_bytes::ulid_id")]
+    #[schemars(with = "String")]
+    pub link: Ulid,
+    pub terms: TermsV1,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct OutsourceAccepted {
+    #[serde(with = "crate::serde_bytes::ulid_id")]
+    #[schemars(with = "String")]
+    pub link: Ulid,
+    /// The terms version accepted (1-based).
+    pub terms_version: u32,
+    /// The partner's organization (billing account) the lead is mapped to.
+    pub organization: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LinkReason {
+    #[serde(with = "crate::serde_bytes::ulid_id")]
+    #[schemars(with = "String")]
+    pub link: Ulid,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LinkOnly {
+    #[serde(with = "crate::serde_bytes::ulid_id")]
+    #[schemars(with = "String")]
+    pub link: Ulid,
+}
+
+fn terms_v1(t: &d::Terms) -> TermsV1 {
+    TermsV1 {
+        rate: match t.rate {
+            d::Rate::Hourly(r) => RateV1::Hourly(r),
+            d::Rate::Flat(r) => RateV1::Flat(r),
+        },
+        currency: t.currency.code().to_string(),
+        authorized_hours: t.authorized_hours,
+        authorized_charge: t.authorized_charge,
+        respond_by: t.respond_by.map(|r| r.0),
+        instructions: t.instructions.clone(),
+    }
+}
+
+fn terms_domain(t: TermsV1) -> Result<d::Terms, String> {
+    Ok(d::Terms {
+        rate: match t.rate {
+            RateV1::Hourly(r) => d::Rate::Hourly(r),
+            RateV1::Flat(r) => d::Rate::Flat(r),
+        },
+        currency: d::Currency::parse(&t.currency).map_err(|e| e.to_string())?,
+        authorized_hours: t.authorized_hours,
+        authorized_charge: t.authorized_charge,
+        respond_by: t.respond_by.map(d::Timestamp),
+        instructions: t.instructions,
+    })
+}
+
+fn instance(s: String) -> Result<d::InstanceId, String> {
+    d::InstanceId::parse(&s).map_err(|e| e.to_string())
+}
+
+fn outsource_v1(link: &d::LinkId, c: &d::LinkChange) -> EventV1 {
+    use d::LinkChange as C;
+    let link = link.0;
+    let only = LinkOnly { link };
+    match c {
+        C::Sent {
+            lead,
+            partner,
+            terms,
+            snapshot,
+        } => EventV1::OutsourceSent(OutsourceSent {
+            link,
+            lead: lead.to_string(),
+            partner: partner.to_string(),
+            terms: terms_v1(terms),
+            title: snapshot.title.clone(),
+            description: snapshot.description.clone(),
+            customer: snapshot.customer.clone(),
+        }),
+        C::TermsProposed { terms } => EventV1::TermsProposed(TermsProposed {
+            link,
+            terms: terms_v1(terms),
+        }),
+        C::Accepted {
+            terms_version,
+            organization,
+        } => EventV1::OutsourceAccepted(OutsourceAccepted {
+            link,
+            terms_version: *terms_version,
+            organization: organization.clone(),
+        }),
+        C::Declined { reason } => EventV1::OutsourceDeclined(LinkReason {
+            link,
+            reason: reason.clone(),
+        }),
+        C::Canceled => EventV1::OutsourceCanceled(only),
+        C::Expired => EventV1::OutsourceExpired(only),
+        C::Started => EventV1::OutsourceStarted(only),
+        C::Completed => EventV1::InsourceCompleted(only),
+        C::Rejected { reason } => EventV1::CompletionRejected(LinkReason {
+            link,
+            reason: reason.clone(),
+        }),
+        C::Approved => EventV1::CompletionApproved(only),
+        C::ForceCompleted => EventV1::OutsourceForceCompleted(only),
+        C::CompletedByStatus => EventV1::OutsourceCompletedByStatus(only),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -128,6 +303,7 @@ impl From<&d::Event> for EventV1 {
     fn from(e: &d::Event) -> Self {
         use d::Event as E;
         match e {
+            E::Outsource { link, change } => outsource_v1(link, change),
             E::TicketCreated {
                 title,
                 description,
@@ -213,11 +389,56 @@ fn charge_v1(item: &d::ItemId, c: &d::Charge) -> ChargeV1 {
     }
 }
 
-impl From<EventV1> for d::Event {
-    fn from(e: EventV1) -> Self {
+impl TryFrom<EventV1> for d::Event {
+    type Error = String;
+
+    /// Fails only for values no encoder of this version writes (an unknown currency
+    /// code, a malformed instance name).
+    fn try_from(e: EventV1) -> Result<Self, String> {
         use d::Event as E;
+        use d::LinkChange as C;
         let id = d::ItemId;
-        match e {
+        let lk = d::LinkId;
+        let o = |link: Ulid, change: C| E::Outsource {
+            link: lk(link),
+            change,
+        };
+        Ok(match e {
+            EventV1::OutsourceSent(x) => o(
+                x.link,
+                C::Sent {
+                    lead: instance(x.lead)?,
+                    partner: instance(x.partner)?,
+                    terms: terms_domain(x.terms)?,
+                    snapshot: d::Snapshot {
+                        title: x.title,
+                        description: x.description,
+                        customer: x.customer,
+                    },
+                },
+            ),
+            EventV1::TermsProposed(x) => o(
+                x.link,
+                C::TermsProposed {
+                    terms: terms_domain(x.terms)?,
+                },
+            ),
+            EventV1::OutsourceAccepted(x) => o(
+                x.link,
+                C::Accepted {
+                    terms_version: x.terms_version,
+                    organization: x.organization,
+                },
+            ),
+            EventV1::OutsourceDeclined(x) => o(x.link, C::Declined { reason: x.reason }),
+            EventV1::OutsourceCanceled(x) => o(x.link, C::Canceled),
+            EventV1::OutsourceExpired(x) => o(x.link, C::Expired),
+            EventV1::OutsourceStarted(x) => o(x.link, C::Started),
+            EventV1::InsourceCompleted(x) => o(x.link, C::Completed),
+            EventV1::CompletionRejected(x) => o(x.link, C::Rejected { reason: x.reason }),
+            EventV1::CompletionApproved(x) => o(x.link, C::Approved),
+            EventV1::OutsourceForceCompleted(x) => o(x.link, C::ForceCompleted),
+            EventV1::OutsourceCompletedByStatus(x) => o(x.link, C::CompletedByStatus),
             EventV1::TicketCreated(t) => E::TicketCreated {
                 title: t.title,
                 description: t.description,
@@ -273,7 +494,7 @@ impl From<EventV1> for d::Event {
                     KindV1::Attachment => d::ItemKind::Attachment,
                 },
             },
-        }
+        })
     }
 }
 

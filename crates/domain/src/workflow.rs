@@ -1,0 +1,267 @@
+//! Deciding outsourcing commands, and the link moves other commands imply.
+
+use crate::command::{Context, OutsourceCommand};
+use crate::error::{invalid, refuse, DomainError};
+use crate::event::{Event, LinkChange, Snapshot};
+use crate::outsource::{allowed_moves, Link, Move, OutsourceStatus, Side};
+use crate::policy::is_complete;
+use crate::terms::Terms;
+use crate::ticket::Ticket;
+use crate::values;
+
+/// The current link and the actor's side of it, or a refusal naming what is allowed.
+fn my_link<'t>(
+    t: &'t Ticket,
+    ctx: Context<'_>,
+    action: &str,
+) -> Result<(&'t Link, Side), DomainError> {
+    let Some(link) = t.current_link() else {
+        return Err(refuse(
+            action,
+            format!("ticket {} is not outsourced", t.id),
+            vec!["outsource send".into()],
+        ));
+    };
+    let Some(side) = link.side_of(&ctx.actor.instance) else {
+        return Err(refuse(
+            action,
+            format!(
+                "instance {} is neither the lead nor the partner of this link",
+                ctx.actor.instance
+            ),
+            vec![],
+        ));
+    };
+    Ok((link, side))
+}
+
+/// Refuses `mv` unless `side` may make it from the link's status.
+fn check_move(link: &Link, side: Side, mv: Move) -> Result<(), DomainError> {
+    if mv.allowed(side, link.status) {
+        return Ok(());
+    }
+    let state = match mv.owner() {
+        Some(owner) if owner != side => format!(
+            "only the {owner} may {} (outsource status is {}; you are the {side})",
+            mv.verb(),
+            link.status
+        ),
+        _ => format!("outsource status is {} (you are the {side})", link.status),
+    };
+    Err(refuse(
+        format!("outsource {}", mv.verb()),
+        state,
+        allowed_moves(side, link.status),
+    ))
+}
+
+fn reason(r: &str) -> Result<String, DomainError> {
+    values::text("reason", r, true)
+}
+
+fn deadline_passed(link: &Link, ctx: Context<'_>) -> Option<i64> {
+    let respond_by = link.terms.last()?.respond_by?;
+    (ctx.now > respond_by).then_some(respond_by.0)
+}
+
+pub(crate) fn decide_outsource(
+    t: &Ticket,
+    ctx: Context<'_>,
+    cmd: OutsourceCommand,
+) -> Result<Vec<Event>, DomainError> {
+    if let OutsourceCommand::Send {
+        link,
+        partner,
+        terms,
+    } = cmd
+    {
+        return send(t, ctx, link, partner, terms);
+    }
+    let (link, side) = my_link(t, ctx, "change the outsourcing")?;
+    let (mv, change) = match cmd {
+        OutsourceCommand::Send { .. } => unreachable_send(),
+        OutsourceCommand::Counter { terms } => (Move::Counter, proposed(terms)?),
+        OutsourceCommand::Revise { terms } => (Move::Revise, proposed(terms)?),
+        OutsourceCommand::Accept { organization } => {
+            let org = values::label("organization", organization.as_deref())?;
+            (
+                Move::Accept,
+                LinkChange::Accepted {
+                    terms_version: link.terms.len() as u32,
+                    organization: org,
+                },
+            )
+        }
+        OutsourceCommand::Decline { reason: r } => (
+            Move::Decline,
+            LinkChange::Declined {
+                reason: reason(&r)?,
+            },
+        ),
+        OutsourceCommand::Cancel => (Move::Cancel, LinkChange::Canceled),
+        OutsourceCommand::Expire => (Move::Expire, LinkChange::Expired),
+        OutsourceCommand::Complete => (Move::Complete, LinkChange::Completed),
+        OutsourceCommand::Approve => (Move::Approve, LinkChange::Approved),
+        OutsourceCommand::Reject { reason: r } => (
+            Move::Reject,
+            LinkChange::Rejected {
+                reason: reason(&r)?,
+            },
+        ),
+        OutsourceCommand::ForceComplete => (Move::ForceComplete, LinkChange::ForceCompleted),
+    };
+    check_move(link, side, mv)?;
+    match mv {
+        Move::Accept => {
+            if let Some(at) = deadline_passed(link, ctx) {
+                return Err(refuse(
+                    "outsource accept",
+                    format!(
+                        "the offer's respond-by deadline passed at {}",
+                        crate::ids::Timestamp(at)
+                    ),
+                    vec!["outsource decline".into(), "outsource counter".into()],
+                ));
+            }
+        }
+        Move::Expire if deadline_passed(link, ctx).is_none() => {
+            return Err(refuse(
+                "outsource expire",
+                "the respond-by deadline has not passed (or the terms set none)",
+                allowed_moves(side, link.status),
+            ));
+        }
+        _ => {}
+    }
+    Ok(vec![Event::Outsource {
+        link: link.id,
+        change,
+    }])
+}
+
+fn unreachable_send() -> (Move, LinkChange) {
+    // `decide_outsource` handles Send before taking the current link.
+    (Move::Send, LinkChange::Canceled)
+}
+
+fn proposed(terms: Terms) -> Result<LinkChange, DomainError> {
+    Ok(LinkChange::TermsProposed {
+        terms: terms.validated()?,
+    })
+}
+
+fn send(
+    t: &Ticket,
+    ctx: Context<'_>,
+    link: crate::ids::LinkId,
+    partner: crate::ids::InstanceId,
+    terms: Terms,
+) -> Result<Vec<Event>, DomainError> {
+    let me = &ctx.actor.instance;
+    if let Some(l) = t.links.iter().find(|l| l.lead != *me) {
+        return Err(refuse(
+            "outsource send",
+            format!(
+                "this ticket was outsourced to {me} by {}; only its lead can outsource it",
+                l.lead
+            ),
+            vec![],
+        ));
+    }
+    if let Some(cur) = t.current_link().filter(|l| !l.status.is_ended()) {
+        return Err(refuse(
+            "outsource send",
+            format!(
+                "the ticket is already outsourced to {} (outsource status {})",
+                cur.partner, cur.status
+            ),
+            allowed_moves(Side::Lead, cur.status),
+        ));
+    }
+    if partner == *me {
+        return Err(invalid(
+            "partner",
+            "a ticket cannot be outsourced to its own instance",
+        ));
+    }
+    let terms = terms.validated()?;
+    if let Some(rb) = terms.respond_by {
+        if rb <= ctx.now {
+            return Err(invalid("respond by", "the deadline must be in the future"));
+        }
+    }
+    let snapshot = Snapshot {
+        title: t.title.clone(),
+        description: t.description.clone(),
+        customer: t.customer.clone(),
+    };
+    Ok(vec![Event::Outsource {
+        link,
+        change: LinkChange::Sent {
+            lead: me.clone(),
+            partner,
+            terms,
+            snapshot,
+        },
+    }])
+}
+
+/// Adds the link moves other commands imply: the partner's first work (an item or a
+/// status change) on an Accepted link starts it; a ticket status of Complete completes a
+/// link that is Accepted, In Progress or Waiting Approval.
+pub(crate) fn with_implied_moves(
+    t: &Ticket,
+    ctx: Context<'_>,
+    mut events: Vec<Event>,
+) -> Vec<Event> {
+    let Some(link) = t.current_link() else {
+        return events;
+    };
+    let Some(side) = link.side_of(&ctx.actor.instance) else {
+        return events;
+    };
+    if side == Side::Partner && link.status == OutsourceStatus::Accepted {
+        let work = events.iter().any(|e| {
+            matches!(
+                e,
+                Event::StatusChanged { .. }
+                    | Event::NoteAdded { .. }
+                    | Event::TimeAdded { .. }
+                    | Event::ChargeAdded { .. }
+                    | Event::AttachmentAdded { .. }
+            )
+        });
+        if work {
+            events.insert(
+                0,
+                Event::Outsource {
+                    link: link.id,
+                    change: LinkChange::Started,
+                },
+            );
+        }
+    }
+    let completes = events
+        .iter()
+        .any(|e| matches!(e, Event::StatusChanged { to, .. } if is_complete(to)));
+    let status_after_start = if events.first().is_some_and(|e| {
+        matches!(
+            e,
+            Event::Outsource {
+                change: LinkChange::Started,
+                ..
+            }
+        )
+    }) {
+        OutsourceStatus::InProgress
+    } else {
+        link.status
+    };
+    if completes && Move::CompleteByStatus.allowed(side, status_after_start) {
+        events.push(Event::Outsource {
+            link: link.id,
+            change: LinkChange::CompletedByStatus,
+        });
+    }
+    events
+}
