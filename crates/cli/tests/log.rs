@@ -567,23 +567,24 @@ fn every_command(ts: &Ts) -> Vec<Vec<String>> {
 fn given_database_with_newer_store_schema_when_any_command_runs_then_exit_7_and_nothing_changes() {
     let (ts, _, _) = seven_entries();
     let before = ts.ok(&["replay", "--json"]);
-    ts.sql("UPDATE meta SET value = '2' WHERE key = 'store_schema'");
+    let current = ts.sql_i64("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'store_schema'");
+    ts.sql("UPDATE meta SET value = '99' WHERE key = 'store_schema'");
     for args in every_command(&ts) {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let err = ts.fail(&args, INCOMPATIBLE);
         assert!(
-            err.contains("store schema 2, newer than this ticketsync supports (1)"),
+            err.contains(&format!("store schema 99, newer than this ticketsync supports ({current})")),
             "{args:?}: {err}"
         );
     }
     assert_eq!(ts.sql_i64("SELECT COUNT(*) FROM events"), 7);
     assert_eq!(
         ts.sql_i64("SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'store_schema'"),
-        2,
+        99,
         "the newer database was modified"
     );
     // Put back, the log is exactly as it was.
-    ts.sql("UPDATE meta SET value = '1' WHERE key = 'store_schema'");
+    ts.sql(&format!("UPDATE meta SET value = '{current}' WHERE key = 'store_schema'"));
     assert_eq!(ts.ok(&["replay", "--json"]), before);
     assert_eq!(ts.log_len(), 7);
 }

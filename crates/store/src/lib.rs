@@ -6,6 +6,7 @@
 //! append with a stale expected version fails with [`StoreError::Conflict`] and writes
 //! nothing, and a projection's checkpoint is written in the same transaction as its rows.
 
+pub mod channel;
 pub mod error;
 pub mod sqlite;
 pub mod verify;
@@ -16,12 +17,15 @@ use async_trait::async_trait;
 use ticketsync_wire::{LogEntry, NewEntry};
 use ulid::Ulid;
 
+pub use channel::{
+    ChannelEntry, ChannelHead, Inbound, Outgoing, Partner, PartnerState, QuarantineRecord,
+};
 pub use error::StoreError;
 pub use sqlite::SqliteStore;
 pub use verify::{verify_log, VerifyProblem, VerifyReport};
 
 /// The store schema this build writes and understands.
-pub const STORE_SCHEMA: u32 = 1;
+pub const STORE_SCHEMA: u32 = 2;
 /// Most entries returned by one `read_log` call.
 pub const MAX_READ_BATCH: u32 = 10_000;
 
@@ -56,6 +60,17 @@ pub trait Store: Send + Sync {
         &self,
         recorded_at: i64,
         batch: Vec<StreamAppend>,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        self.append_routed(recorded_at, batch, vec![]).await
+    }
+
+    /// Like `append`, and in the same transaction adds `outgoing` to the partners'
+    /// outbound channels (the transactional outbox).
+    async fn append_routed(
+        &self,
+        recorded_at: i64,
+        batch: Vec<StreamAppend>,
+        outgoing: Vec<Outgoing>,
     ) -> Result<Vec<LogEntry>, StoreError>;
 
     /// The current version of a stream (0 when it has no events).
@@ -116,4 +131,59 @@ pub trait Store: Send + Sync {
 
     /// Writes an instance setting.
     async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    /// Adds or replaces a partner.
+    async fn put_partner(&self, p: &Partner) -> Result<(), StoreError>;
+
+    async fn get_partner(&self, name: &str) -> Result<Option<Partner>, StoreError>;
+
+    /// Every partner, by name.
+    async fn list_partners(&self) -> Result<Vec<Partner>, StoreError>;
+
+    /// The last entry of the outbound channel to `partner`.
+    async fn outbox_head(&self, partner: &str) -> Result<ChannelHead, StoreError>;
+
+    /// Up to `limit` outbound entries to `partner` after seq `after`, in order.
+    async fn read_outbox(
+        &self,
+        partner: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ChannelEntry>, StoreError>;
+
+    /// The highest outbound seq the broker acknowledged for `partner`.
+    async fn outbox_acked(&self, partner: &str) -> Result<u64, StoreError>;
+
+    /// Records that the broker acknowledged everything up to `seq` (never moves back).
+    async fn set_outbox_acked(&self, partner: &str, seq: u64) -> Result<(), StoreError>;
+
+    /// The last inbound entry applied from `partner`.
+    async fn inbound_head(&self, partner: &str) -> Result<ChannelHead, StoreError>;
+
+    /// Applies inbound entry `entry` of the channel `from` → `to` in one transaction: checks
+    /// that it is the next entry and continues the chain, appends `batch` (leaving out
+    /// events the log already holds), records `quarantine` (kind, detail, event id) if
+    /// given, and moves the channel checkpoint. Nothing is written unless it is `Applied`.
+    async fn apply_inbound(
+        &self,
+        from: &str,
+        to: &str,
+        entry: &ChannelEntry,
+        recorded_at: i64,
+        batch: Vec<StreamAppend>,
+        quarantine: Option<(String, String, Option<String>)>,
+    ) -> Result<Inbound, StoreError>;
+
+    /// Records a refused message that has no place in a channel (undecodable, forged).
+    async fn quarantine_message(
+        &self,
+        partner: &str,
+        kind: &str,
+        detail: &str,
+        body: &[u8],
+        received_at: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Every quarantine record, oldest first.
+    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>, StoreError>;
 }

@@ -12,9 +12,12 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool};
-use ticketsync_wire::{LogEntry, GENESIS_HASH};
+use ticketsync_wire::{channel_hash, LogEntry, GENESIS_HASH};
 use ulid::Ulid;
 
+use crate::channel::{
+    ChannelEntry, ChannelHead, Inbound, Outgoing, Partner, PartnerState, QuarantineRecord,
+};
 use crate::{DocChange, Head, Store, StoreError, StreamAppend, MAX_READ_BATCH, STORE_SCHEMA};
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -152,87 +155,143 @@ fn entry_from_row(r: &SqliteRow) -> Result<LogEntry, StoreError> {
     })
 }
 
+type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+
+/// Appends within an open write transaction. With `skip_existing`, events whose id the log
+/// already holds are left out (an inbound event delivered again).
+async fn append_in_tx(
+    tx: &mut Tx,
+    recorded_at: i64,
+    batch: Vec<StreamAppend>,
+    skip_existing: bool,
+) -> Result<Vec<LogEntry>, StoreError> {
+    let head: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT position, hash FROM log_head WHERE id = 1")
+            .fetch_optional(&mut **tx)
+            .await?;
+    let (mut position, mut prev) = match head {
+        Some((p, h)) => (to_u64(p, "head position")?, hash32(h, "head hash")?),
+        None => (0, GENESIS_HASH),
+    };
+    let mut out = Vec::with_capacity(batch.iter().map(|b| b.entries.len()).sum());
+    for part in batch {
+        let sid = part.stream_id.to_string();
+        let cur: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = ?")
+                .bind(&sid)
+                .fetch_optional(&mut **tx)
+                .await?;
+        let mut version = to_u64(cur.unwrap_or(0), "stream version")?;
+        if version != part.expected_version {
+            // Dropping the transaction rolls it back: nothing of the batch is written.
+            return Err(StoreError::Conflict {
+                stream_id: part.stream_id,
+                expected: part.expected_version,
+                actual: version,
+            });
+        }
+        if part.entries.is_empty() {
+            continue;
+        }
+        for new in part.entries {
+            if skip_existing {
+                let held: Option<i64> =
+                    sqlx::query_scalar("SELECT 1 FROM events WHERE event_id = ?")
+                        .bind(new.event_id.to_string())
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                if held.is_some() {
+                    continue;
+                }
+            }
+            position += 1;
+            version += 1;
+            let e = LogEntry::seal(new, position, version, recorded_at, prev);
+            sqlx::query(&format!(
+                "INSERT INTO events ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ))
+            .bind(to_i64(e.position)?)
+            .bind(e.event_id.to_string())
+            .bind(&sid)
+            .bind(to_i64(e.version)?)
+            .bind(i64::from(e.schema_version))
+            .bind(&e.event_type)
+            .bind(e.occurred_at)
+            .bind(e.recorded_at)
+            .bind(&e.actor_instance)
+            .bind(&e.actor_user)
+            .bind(i64::from(e.link_seq))
+            .bind(&e.payload)
+            .bind(&e.prev_hash[..])
+            .bind(&e.hash[..])
+            .execute(&mut **tx)
+            .await?;
+            prev = e.hash;
+            out.push(e);
+        }
+        sqlx::query(
+            "INSERT INTO streams (stream_id, version) VALUES (?, ?) \
+             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
+        )
+        .bind(&sid)
+        .bind(to_i64(version)?)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !out.is_empty() {
+        sqlx::query(
+            "INSERT INTO log_head (id, position, hash) VALUES (1, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET position = excluded.position, hash = excluded.hash",
+        )
+        .bind(to_i64(position)?)
+        .bind(&prev[..])
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(out)
+}
+
+/// Adds outbound channel entries within an open write transaction, continuing each
+/// partner's chain.
+async fn outgoing_in_tx(tx: &mut Tx, outgoing: Vec<Outgoing>) -> Result<(), StoreError> {
+    for o in outgoing {
+        let head: Option<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, hash FROM channel_out WHERE partner = ? ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(&o.to)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let (seq, prev) = match head {
+            Some((s, h)) => (to_u64(s, "channel seq")? + 1, hash32(h, "channel hash")?),
+            None => (1, GENESIS_HASH),
+        };
+        let hash = channel_hash(&prev, seq, &o.from, &o.to, &o.body);
+        sqlx::query(
+            "INSERT INTO channel_out (partner, seq, event_id, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&o.to)
+        .bind(to_i64(seq)?)
+        .bind(&o.event_id)
+        .bind(&o.body)
+        .bind(&prev[..])
+        .bind(&hash[..])
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
-    async fn append(
+    async fn append_routed(
         &self,
         recorded_at: i64,
         batch: Vec<StreamAppend>,
+        outgoing: Vec<Outgoing>,
     ) -> Result<Vec<LogEntry>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let head: Option<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT position, hash FROM log_head WHERE id = 1")
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (mut position, mut prev) = match head {
-            Some((p, h)) => (to_u64(p, "head position")?, hash32(h, "head hash")?),
-            None => (0, GENESIS_HASH),
-        };
-        let mut out = Vec::with_capacity(batch.iter().map(|b| b.entries.len()).sum());
-        for part in batch {
-            let sid = part.stream_id.to_string();
-            let cur: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = ?")
-                    .bind(&sid)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            let mut version = to_u64(cur.unwrap_or(0), "stream version")?;
-            if version != part.expected_version {
-                // Dropping the transaction rolls it back: nothing of the batch is written.
-                return Err(StoreError::Conflict {
-                    stream_id: part.stream_id,
-                    expected: part.expected_version,
-                    actual: version,
-                });
-            }
-            if part.entries.is_empty() {
-                continue;
-            }
-            for new in part.entries {
-                position += 1;
-                version += 1;
-                let e = LogEntry::seal(new, position, version, recorded_at, prev);
-                sqlx::query(&format!(
-                    "INSERT INTO events ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                ))
-                .bind(to_i64(e.position)?)
-                .bind(e.event_id.to_string())
-                .bind(&sid)
-                .bind(to_i64(e.version)?)
-                .bind(i64::from(e.schema_version))
-                .bind(&e.event_type)
-                .bind(e.occurred_at)
-                .bind(e.recorded_at)
-                .bind(&e.actor_instance)
-                .bind(&e.actor_user)
-                .bind(i64::from(e.link_seq))
-                .bind(&e.payload)
-                .bind(&e.prev_hash[..])
-                .bind(&e.hash[..])
-                .execute(&mut *tx)
-                .await?;
-                prev = e.hash;
-                out.push(e);
-            }
-            sqlx::query(
-                "INSERT INTO streams (stream_id, version) VALUES (?, ?) \
-                 ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
-            )
-            .bind(&sid)
-            .bind(to_i64(version)?)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if !out.is_empty() {
-            sqlx::query(
-                "INSERT INTO log_head (id, position, hash) VALUES (1, ?, ?) \
-                 ON CONFLICT (id) DO UPDATE SET position = excluded.position, hash = excluded.hash",
-            )
-            .bind(to_i64(position)?)
-            .bind(&prev[..])
-            .execute(&mut *tx)
-            .await?;
-        }
+        let out = append_in_tx(&mut tx, recorded_at, batch, false).await?;
+        outgoing_in_tx(&mut tx, outgoing).await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -448,5 +507,240 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn put_partner(&self, p: &Partner) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO partners (name, state, secret, created_at, expires_at, paired_at, organization) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET state = excluded.state, \
+             secret = excluded.secret, created_at = excluded.created_at, expires_at = excluded.expires_at, \
+             paired_at = excluded.paired_at, organization = excluded.organization",
+        )
+        .bind(&p.name)
+        .bind(p.state.as_str())
+        .bind(&p.secret[..])
+        .bind(p.created_at)
+        .bind(p.expires_at)
+        .bind(p.paired_at)
+        .bind(&p.organization)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_partner(&self, name: &str) -> Result<Option<Partner>, StoreError> {
+        let rows = self.partner_rows(Some(name)).await?;
+        Ok(rows.into_iter().next())
+    }
+
+    async fn list_partners(&self) -> Result<Vec<Partner>, StoreError> {
+        self.partner_rows(None).await
+    }
+
+    async fn outbox_head(&self, partner: &str) -> Result<ChannelHead, StoreError> {
+        let head: Option<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, hash FROM channel_out WHERE partner = ? ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(partner)
+        .fetch_optional(&self.pool)
+        .await?;
+        head_of(head)
+    }
+
+    async fn read_outbox(
+        &self,
+        partner: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ChannelEntry>, StoreError> {
+        let rows: Vec<(i64, Vec<u8>, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, prev_hash, hash, body FROM channel_out WHERE partner = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(partner)
+        .bind(to_i64(after)?)
+        .bind(i64::from(limit.min(MAX_READ_BATCH)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(seq, prev, hash, body)| {
+                Ok(ChannelEntry {
+                    seq: to_u64(seq, "channel seq")?,
+                    prev_hash: hash32(prev, "channel prev_hash")?,
+                    hash: hash32(hash, "channel hash")?,
+                    body,
+                })
+            })
+            .collect()
+    }
+
+    async fn outbox_acked(&self, partner: &str) -> Result<u64, StoreError> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM channel_out_acked WHERE partner = ?")
+                .bind(partner)
+                .fetch_optional(&self.pool)
+                .await?;
+        to_u64(v.unwrap_or(0), "acked seq")
+    }
+
+    async fn set_outbox_acked(&self, partner: &str, seq: u64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO channel_out_acked (partner, seq) VALUES (?, ?) \
+             ON CONFLICT (partner) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+        )
+        .bind(partner)
+        .bind(to_i64(seq)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn inbound_head(&self, partner: &str) -> Result<ChannelHead, StoreError> {
+        let head: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, hash FROM channel_in WHERE partner = ?")
+                .bind(partner)
+                .fetch_optional(&self.pool)
+                .await?;
+        head_of(head)
+    }
+
+    async fn apply_inbound(
+        &self,
+        from: &str,
+        to: &str,
+        entry: &ChannelEntry,
+        recorded_at: i64,
+        batch: Vec<StreamAppend>,
+        quarantine: Option<(String, String, Option<String>)>,
+    ) -> Result<Inbound, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let head: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, hash FROM channel_in WHERE partner = ?")
+                .bind(from)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let head = head_of(head)?;
+        if entry.seq <= head.seq {
+            return Ok(Inbound::Duplicate);
+        }
+        if entry.seq > head.seq + 1 {
+            return Ok(Inbound::Gap {
+                expected: head.seq + 1,
+            });
+        }
+        if entry.prev_hash != head.hash
+            || channel_hash(&entry.prev_hash, entry.seq, from, to, &entry.body) != entry.hash
+        {
+            return Ok(Inbound::BrokenChain);
+        }
+        let appended = append_in_tx(&mut tx, recorded_at, batch, true).await?.len();
+        if let Some((kind, detail, event_id)) = quarantine {
+            sqlx::query(
+                "INSERT INTO quarantine (partner, seq, event_id, kind, detail, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(from)
+            .bind(to_i64(entry.seq)?)
+            .bind(event_id)
+            .bind(kind)
+            .bind(detail)
+            .bind(&entry.body)
+            .bind(recorded_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO channel_in (partner, seq, hash) VALUES (?, ?, ?) \
+             ON CONFLICT (partner) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        )
+        .bind(from)
+        .bind(to_i64(entry.seq)?)
+        .bind(&entry.hash[..])
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Inbound::Applied { appended })
+    }
+
+    async fn quarantine_message(
+        &self,
+        partner: &str,
+        kind: &str,
+        detail: &str,
+        body: &[u8],
+        received_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO quarantine (partner, kind, detail, body, received_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(partner)
+            .bind(kind)
+            .bind(detail)
+            .bind(body)
+            .bind(received_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, partner, seq, event_id, kind, detail, body, received_at FROM quarantine ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(QuarantineRecord {
+                    id: r.try_get("id")?,
+                    partner: r.try_get("partner")?,
+                    seq: r
+                        .try_get::<Option<i64>, _>("seq")?
+                        .map(|s| to_u64(s, "seq"))
+                        .transpose()?,
+                    event_id: r.try_get("event_id")?,
+                    kind: r.try_get("kind")?,
+                    detail: r.try_get("detail")?,
+                    body: r.try_get("body")?,
+                    received_at: r.try_get("received_at")?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn head_of(head: Option<(i64, Vec<u8>)>) -> Result<ChannelHead, StoreError> {
+    match head {
+        Some((s, h)) => Ok(ChannelHead {
+            seq: to_u64(s, "channel seq")?,
+            hash: hash32(h, "channel hash")?,
+        }),
+        None => Ok(ChannelHead {
+            seq: 0,
+            hash: GENESIS_HASH,
+        }),
+    }
+}
+
+impl SqliteStore {
+    async fn partner_rows(&self, name: Option<&str>) -> Result<Vec<Partner>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, state, secret, created_at, expires_at, paired_at, organization FROM partners \
+             WHERE ?1 IS NULL OR name = ?1 ORDER BY name",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                Ok(Partner {
+                    name: r.try_get("name")?,
+                    state: PartnerState::parse(&state)
+                        .ok_or_else(|| StoreError::Corrupt(format!("partner state {state:?}")))?,
+                    secret: hash32(r.try_get("secret")?, "partner secret")?,
+                    created_at: r.try_get("created_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                    paired_at: r.try_get("paired_at")?,
+                    organization: r.try_get("organization")?,
+                })
+            })
+            .collect()
     }
 }

@@ -255,7 +255,7 @@ async fn an_empty_log_has_the_genesis_head_and_verifies() {
     assert!(s.stream_versions().await.unwrap().is_empty());
     assert_eq!(
         s.get_meta("store_schema").await.unwrap().as_deref(),
-        Some("1")
+        Some(STORE_SCHEMA.to_string().as_str())
     );
     assert_verifies(s, 0).await;
 }

@@ -119,3 +119,27 @@ impl LogEntry {
         h.finalize().into()
     }
 }
+
+#[derive(Serialize)]
+struct ChannelInput<'a> {
+    prev_hash: &'a [u8; 32],
+    seq: u64,
+    from: &'a str,
+    to: &'a str,
+    body: &'a [u8],
+}
+
+/// The hash of entry `seq` of the channel from `from` to `to`: SHA-256 over the previous
+/// entry's hash, the seq, both instance names and the body. Naming the channel in the hash
+/// means an entry cannot be replayed onto another channel.
+pub fn channel_hash(prev_hash: &[u8; 32], seq: u64, from: &str, to: &str, body: &[u8]) -> [u8; 32] {
+    let input = ChannelInput {
+        prev_hash,
+        seq,
+        from,
+        to,
+        body,
+    };
+    let bytes = postcard::to_stdvec(&input).unwrap_or_default();
+    Sha256::digest(&bytes).into()
+}

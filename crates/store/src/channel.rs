@@ -1,0 +1,93 @@
+//! Types of the replication tables: partners, channel entries, quarantine records.
+
+/// How far pairing with a partner has got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartnerState {
+    /// We invited it; its hello has not arrived yet.
+    Invited,
+    /// Both sides know each other.
+    Paired,
+}
+
+impl PartnerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartnerState::Invited => "invited",
+            PartnerState::Paired => "paired",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "invited" => Some(PartnerState::Invited),
+            "paired" => Some(PartnerState::Paired),
+            _ => None,
+        }
+    }
+}
+
+/// One partner instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partner {
+    pub name: String,
+    pub state: PartnerState,
+    /// Shared secret from the invitation; authenticates every message of the pair.
+    pub secret: [u8; 32],
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub paired_at: Option<i64>,
+    /// On the partner side: this instance's organization the lead is mapped to.
+    pub organization: Option<String>,
+}
+
+/// A body to send to a partner, chosen in the append transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    pub from: String,
+    pub to: String,
+    /// The log event it carries, if any.
+    pub event_id: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// One entry of a channel (outbound as stored, or inbound as received).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelEntry {
+    pub seq: u64,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+    pub body: Vec<u8>,
+}
+
+/// The last entry of a channel (seq 0 and the genesis hash when empty).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelHead {
+    pub seq: u64,
+    pub hash: [u8; 32],
+}
+
+/// A refused inbound message or entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuarantineRecord {
+    pub id: i64,
+    pub partner: String,
+    pub seq: Option<u64>,
+    pub event_id: Option<String>,
+    pub kind: String,
+    pub detail: String,
+    pub body: Option<Vec<u8>>,
+    pub received_at: i64,
+}
+
+/// What `apply_inbound` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Inbound {
+    /// The entry was the next one: its events (minus any already held) were appended,
+    /// or its quarantine recorded, and the channel checkpoint moved to it.
+    Applied { appended: usize },
+    /// The entry was already applied (seq at or below the checkpoint).
+    Duplicate,
+    /// The entry is ahead of the checkpoint: the entries in between are missing.
+    Gap { expected: u64 },
+    /// The entry's prev_hash is not the checkpoint's hash (or its own hash is wrong).
+    BrokenChain,
+}
