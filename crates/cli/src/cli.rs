@@ -42,7 +42,19 @@ pub enum Cmd {
         /// Database URL (default: sqlite:<data-dir>/ticketsync.db).
         #[arg(long)]
         database: Option<String>,
+        /// NATS server for the sync daemon (TICKETSYNC_NATS_URL overrides it).
+        #[arg(long)]
+        nats: Option<String>,
     },
+    /// Partner instances: invite, join, list.
+    #[command(subcommand)]
+    Partner(PartnerCmd),
+    /// The outsourcing workflow of a ticket.
+    #[command(subcommand)]
+    Outsource(OutsourceCmd),
+    /// The sync daemon and its state.
+    #[command(subcommand)]
+    Sync(SyncCmd),
     /// Tickets.
     #[command(subcommand)]
     Ticket(TicketCmd),
@@ -244,4 +256,120 @@ pub enum AttachCmd {
     },
     /// Delete an attachment you added (the stored content is kept: the log refers to it).
     Delete { id: String, item: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PartnerCmd {
+    /// Invite an instance to partner with this one; prints the code on its last line.
+    Invite {
+        /// The partner's instance name.
+        name: String,
+        /// How long the code is valid: 30m, 12h, 7d (default 7d, at most 90d).
+        #[arg(long, default_value = "7d")]
+        expires_in: String,
+    },
+    /// Join the instance that invited this one.
+    Join {
+        code: String,
+        /// This instance's organization (billing account) the lead maps to.
+        #[arg(long)]
+        map_organization: Option<String>,
+    },
+    /// List partners.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug, Default)]
+pub struct TermsArgs {
+    /// Price per billable hour.
+    #[arg(long, allow_negative_numbers = true, conflicts_with = "flat_rate")]
+    pub hourly_rate: Option<Decimal>,
+    /// One price for the whole job.
+    #[arg(long, allow_negative_numbers = true)]
+    pub flat_rate: Option<Decimal>,
+    /// ISO 4217 currency code (default: USD, or the current terms' currency).
+    #[arg(long)]
+    pub currency: Option<String>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub authorized_hours: Option<Decimal>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub authorized_charge: Option<Decimal>,
+    /// The partner must answer within this time: 30m, 12h, 7d.
+    #[arg(long)]
+    pub respond_within: Option<String>,
+    #[arg(long)]
+    pub instructions: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OutsourceCmd {
+    /// Lead: send the ticket to a partner with terms.
+    Send {
+        id: String,
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        terms: TermsArgs,
+    },
+    /// Partner: counter-offer terms while Assigned (unnamed fields keep their value).
+    Counter {
+        id: String,
+        #[command(flatten)]
+        terms: TermsArgs,
+    },
+    /// Lead: revise the terms while Assigned (unnamed fields keep their value).
+    Revise {
+        id: String,
+        #[command(flatten)]
+        terms: TermsArgs,
+    },
+    /// Partner: accept the latest terms.
+    Accept {
+        id: String,
+        /// This instance's organization (billing account) the lead maps to.
+        #[arg(long)]
+        map_organization: Option<String>,
+    },
+    /// Partner: decline.
+    Decline {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lead: take the offer back before acceptance.
+    Cancel { id: String },
+    /// Partner: insource complete; the lead approves or rejects.
+    Complete { id: String },
+    /// Lead: approve the completed work; the link ends.
+    Approve { id: String },
+    /// Lead: send the completion back to the partner.
+    Reject {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lead: end the link now, from any status before Complete.
+    ForceComplete { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SyncCmd {
+    /// Run the sync daemon (until SIGTERM or Ctrl-C; --once drains and exits).
+    Run {
+        #[arg(long)]
+        once: bool,
+    },
+    /// Channel heads both ways, lag and quarantine count per partner.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// What was refused and why.
+    Quarantine {
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -16,13 +16,18 @@ use ulid::Ulid;
 
 use crate::cli::{AttachCmd, ChargeCmd, Cli, Cmd, NoteCmd, TicketCmd, TimeCmd, TimeFields};
 use crate::exit::{self, Failure};
-use crate::instance::Instance;
 use crate::render;
+use ticketsync_app::Instance;
 
 pub async fn run(cli: Cli) -> Result<u8> {
     let dir = cli.data_dir.clone();
-    if let Cmd::Init { instance, database } = &cli.command {
-        let cfg = Instance::init(&dir, instance, database.clone()).await?;
+    if let Cmd::Init {
+        instance,
+        database,
+        nats,
+    } = &cli.command
+    {
+        let cfg = Instance::init(&dir, instance, database.clone(), nats.clone()).await?;
         println!(
             "initialized instance {instance} in {}",
             cfg.parent().unwrap_or(&dir).display()
@@ -45,6 +50,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
         } => replay(&inst, ticket, from, to, json).await,
         Cmd::Verify { json } => verify(&inst, json).await,
         Cmd::Rebuild { projection, json } => rebuild_cmd(&inst, projection, json).await,
+        Cmd::Partner(c) => crate::partners::partner(&inst, c).await,
+        Cmd::Outsource(c) => crate::partners::outsource(&inst, c).await,
+        Cmd::Sync(c) => crate::partners::sync(inst, c).await,
     }
 }
 

@@ -21,16 +21,7 @@ pub const CONFLICT: u8 = 6;
 /// The data directory is not initialized, or was written by a newer ticketsync.
 pub const INCOMPATIBLE: u8 = 7;
 
-/// Errors the binary itself raises, with the exit code they stand for.
-#[derive(Debug, thiserror::Error)]
-pub enum Failure {
-    #[error("{0}")]
-    Usage(String),
-    #[error("{0}")]
-    Refused(String),
-    #[error("{0}")]
-    NotFound(String),
-}
+pub use ticketsync_app::Failure;
 
 /// The exit code for an error, looked up through its whole chain of causes.
 pub fn code_for(err: &anyhow::Error) -> u8 {

@@ -3,7 +3,7 @@
 mod cli;
 mod commands;
 mod exit;
-mod instance;
+mod partners;
 mod render;
 
 use std::process::ExitCode;

@@ -573,7 +573,9 @@ fn given_database_with_newer_store_schema_when_any_command_runs_then_exit_7_and_
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let err = ts.fail(&args, INCOMPATIBLE);
         assert!(
-            err.contains(&format!("store schema 99, newer than this ticketsync supports ({current})")),
+            err.contains(&format!(
+                "store schema 99, newer than this ticketsync supports ({current})"
+            )),
             "{args:?}: {err}"
         );
     }
@@ -584,7 +586,9 @@ fn given_database_with_newer_store_schema_when_any_command_runs_then_exit_7_and_
         "the newer database was modified"
     );
     // Put back, the log is exactly as it was.
-    ts.sql(&format!("UPDATE meta SET value = '{current}' WHERE key = 'store_schema'"));
+    ts.sql(&format!(
+        "UPDATE meta SET value = '{current}' WHERE key = 'store_schema'"
+    ));
     assert_eq!(ts.ok(&["replay", "--json"]), before);
     assert_eq!(ts.log_len(), 7);
 }

@@ -44,7 +44,7 @@ pub async fn catch_up_as(
     store: &dyn Store,
     p: &dyn Projection,
     stored_as: &str,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u64, ProjectionError> {
     let mut races = 0;
     let mut from = store.projection_checkpoint(stored_as).await?;
@@ -108,7 +108,7 @@ pub struct Rebuilt {
 pub async fn rebuild(
     store: &dyn Store,
     p: &dyn Projection,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<Rebuilt, ProjectionError> {
     let shadow = format!("{}.rebuild", p.name());
     store.reset_projection(&shadow).await?;

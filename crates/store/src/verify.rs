@@ -36,7 +36,7 @@ pub struct VerifyReport {
 /// `progress` is called with the number of entries checked so far.
 pub async fn verify_log(
     store: &dyn Store,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<VerifyReport, StoreError> {
     let mut checked = 0u64;
     let mut last = Head {

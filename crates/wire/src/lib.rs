@@ -5,6 +5,7 @@
 //! two is the only place where the byte layout of history is decided.
 
 pub mod chain;
+pub mod channel;
 pub mod codec;
 pub mod replay;
 pub mod serde_bytes;

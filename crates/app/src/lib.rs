@@ -1,9 +1,13 @@
-//! One instance on disk: its data directory, config file, store, blob store and the
-//! command path (load, decide, append with optimistic concurrency, update projections).
+//! One instance on disk: its data directory, config file, store, blob store, pairing
+//! with partners, and the command path (load, decide, route to the link's counterparty,
+//! append with the outbox under optimistic concurrency, update projections).
+
+pub mod pairing;
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
@@ -13,11 +17,23 @@ use ticketsync_domain::{
     TicketId, Timestamp,
 };
 use ticketsync_projections::{catch_up, TicketProjection, TicketView};
-use ticketsync_store::{SqliteStore, Store, StoreError, StreamAppend};
+use ticketsync_store::{Outgoing, PartnerState, SqliteStore, Store, StoreError, StreamAppend};
+use ticketsync_wire::channel::{ChannelBody, ReplicatedEvent, BLOB_CHUNK_BYTES};
 use ticketsync_wire::{decode_event, encode_event, LogEntry, NewEntry, SCHEMA_VERSION};
 use ulid::Ulid;
 
-use crate::exit::Failure;
+/// Errors the application raises itself, by what the caller can tell the user.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Bad command line or input value.
+    #[error("{0}")]
+    Usage(String),
+    /// Refused by the workflow, permissions or pairing state.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    NotFound(String),
+}
 
 /// Name of the config file inside the data directory.
 pub const CONFIG_FILE: &str = "ticketsync.toml";
@@ -34,6 +50,9 @@ pub struct Config {
     pub instance: String,
     /// Database URL; a relative SQLite path is relative to the data directory.
     pub database: String,
+    /// NATS server the sync daemon connects to (`TICKETSYNC_NATS_URL` overrides it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats: Option<String>,
     #[serde(default)]
     pub tickets: TicketConfig,
 }
@@ -59,8 +78,9 @@ impl Default for TicketConfig {
 
 pub struct Instance {
     pub dir: PathBuf,
+    pub config: Config,
     pub policy: Policy,
-    pub store: Box<dyn Store>,
+    pub store: Arc<dyn Store>,
     pub actor: Actor,
 }
 
@@ -97,7 +117,12 @@ fn default_user() -> String {
 
 impl Instance {
     /// Creates the data directory, config and database.
-    pub async fn init(dir: &Path, name: &str, database: Option<String>) -> Result<PathBuf> {
+    pub async fn init(
+        dir: &Path,
+        name: &str,
+        database: Option<String>,
+        nats: Option<String>,
+    ) -> Result<PathBuf> {
         let id = InstanceId::parse(name)?;
         let cfg_path = dir.join(CONFIG_FILE);
         if cfg_path.exists() {
@@ -124,6 +149,7 @@ impl Instance {
         let cfg = Config {
             instance: id.to_string(),
             database,
+            nats,
             tickets: TicketConfig::default(),
         };
         let text = toml::to_string_pretty(&cfg).context("cannot render config")?;
@@ -165,8 +191,9 @@ impl Instance {
         let actor = Actor::new(id, &user.unwrap_or_else(default_user))?;
         Ok(Instance {
             dir: dir.to_path_buf(),
+            config: cfg,
             policy,
-            store: Box::new(store),
+            store: Arc::new(store),
             actor,
         })
     }
@@ -183,47 +210,46 @@ impl Instance {
         Ok((state, entries.last().map_or(0, |e| e.version)))
     }
 
-    /// Decides `cmd` against the ticket and appends the resulting events, deciding again
+    /// Decides `cmd` against the ticket and appends the resulting events, with whatever
+    /// goes to the link's counterparty in the same transaction (the outbox). Decides again
     /// if another writer appended first. Brings the projections up to date afterwards.
     pub async fn execute(&self, id: TicketId, cmd: Command) -> Result<Vec<LogEntry>> {
+        self.execute_as(&self.actor, id, cmd).await
+    }
+
+    /// `execute` on behalf of another actor of this instance (the system user, for expiry).
+    pub async fn execute_as(
+        &self,
+        actor: &Actor,
+        id: TicketId,
+        cmd: Command,
+    ) -> Result<Vec<LogEntry>> {
         // Catch up first: a log this build cannot read (a newer event schema, a damaged
         // entry) must stop the command before anything is appended.
         self.refresh().await?;
+        if let Command::Outsource(domain::OutsourceCommand::Send { partner, .. }) = &cmd {
+            self.require_paired(partner.as_str()).await?;
+        }
         let mut attempt = 0;
         loop {
             let (state, version) = self.load(id).await?;
+            let now = now_ms();
             let ctx = domain::Context {
-                actor: &self.actor,
+                actor,
                 policy: &self.policy,
-                now: Timestamp(now_ms()),
+                now: Timestamp(now),
             };
             let events = decide(state.as_ref(), id, ctx, cmd.clone())?;
             if events.is_empty() {
                 return Ok(vec![]);
             }
-            let now = now_ms();
-            let entries = events
-                .iter()
-                .map(|ev| {
-                    Ok(NewEntry {
-                        link_seq: 0,
-                        event_id: Ulid::new(),
-                        stream_id: id.0,
-                        schema_version: SCHEMA_VERSION,
-                        event_type: ev.type_name().to_string(),
-                        occurred_at: now,
-                        actor_instance: self.actor.instance.to_string(),
-                        actor_user: self.actor.user.clone(),
-                        payload: encode_event(ev)?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let (entries, outgoing) = self.stamp_and_route(state, id, actor, now, &events)?;
             let batch = vec![StreamAppend {
                 stream_id: id.0,
                 expected_version: version,
                 entries,
             }];
-            match self.store.append(now, batch).await {
+            match self.store.append_routed(now, batch, outgoing).await {
                 Ok(written) => {
                     // The events are committed: the command succeeded. A projection that
                     // cannot catch up now will on the next command; say so, do not fail.
@@ -237,6 +263,117 @@ impl Instance {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Gives each event the `link_seq` its author knew (the ticket as folded up to the
+    /// event) and picks what goes to the counterparty, as channel bodies (attachment
+    /// content first, in chunks, then the event).
+    fn stamp_and_route(
+        &self,
+        mut state: Option<Ticket>,
+        id: TicketId,
+        actor: &Actor,
+        now: i64,
+        events: &[domain::Event],
+    ) -> Result<(Vec<NewEntry>, Vec<Outgoing>)> {
+        let mut entries = Vec::with_capacity(events.len());
+        let mut outgoing = Vec::new();
+        for ev in events {
+            let link_seq = state.as_ref().map_or(0, Ticket::known);
+            let to = state
+                .as_ref()
+                .and_then(|t| domain::sync::route(t, &actor.instance, ev));
+            let entry = NewEntry {
+                event_id: Ulid::new(),
+                stream_id: id.0,
+                schema_version: SCHEMA_VERSION,
+                event_type: ev.type_name().to_string(),
+                occurred_at: now,
+                actor_instance: actor.instance.to_string(),
+                actor_user: actor.user.clone(),
+                link_seq,
+                payload: encode_event(ev)?,
+            };
+            if let Some(to) = to {
+                if let domain::Event::AttachmentAdded { attachment, .. } = ev {
+                    for body in self.blob_chunks(&attachment.sha256)? {
+                        outgoing.push(Outgoing {
+                            from: actor.instance.to_string(),
+                            to: to.to_string(),
+                            event_id: None,
+                            body,
+                        });
+                    }
+                }
+                outgoing.push(Outgoing {
+                    from: actor.instance.to_string(),
+                    to: to.to_string(),
+                    event_id: Some(entry.event_id.to_string()),
+                    body: ChannelBody::Event(ReplicatedEvent::of(&entry)).encode(),
+                });
+            }
+            let meta = EventMeta {
+                actor: actor.clone(),
+                at: Timestamp(now),
+                link_seq,
+            };
+            state = domain::evolve(state, id, &meta, ev);
+            entries.push(entry);
+        }
+        Ok((entries, outgoing))
+    }
+
+    /// An attachment's content as channel bodies of at most `BLOB_CHUNK_BYTES` each.
+    fn blob_chunks(&self, d: &domain::Sha256Digest) -> Result<Vec<Vec<u8>>> {
+        let bytes = fs::read(self.blob_path(d))
+            .with_context(|| format!("attachment content {d} is missing from the blob store"))?;
+        let total = bytes.len() as u64;
+        let mut out = Vec::new();
+        let mut offset = 0usize;
+        loop {
+            let end = (offset + BLOB_CHUNK_BYTES).min(bytes.len());
+            out.push(
+                ChannelBody::Blob {
+                    sha256: d.0,
+                    offset: offset as u64,
+                    total,
+                    bytes: bytes[offset..end].to_vec(),
+                }
+                .encode(),
+            );
+            offset = end;
+            if offset >= bytes.len() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Refuses unless `partner` is paired with this instance.
+    pub async fn require_paired(&self, partner: &str) -> Result<()> {
+        match self.store.get_partner(partner).await? {
+            Some(p) if p.state == PartnerState::Paired => Ok(()),
+            Some(_) => Err(Failure::Refused(format!(
+                "partner {partner} has not joined yet (invited; it must run `ticketsync partner join` with the code, and both sync daemons must run)"
+            ))
+            .into()),
+            None => Err(Failure::Refused(format!(
+                "{partner} is not a partner of this instance; invite it with `ticketsync partner invite {partner}`"
+            ))
+            .into()),
+        }
+    }
+
+    /// The NATS URL: `TICKETSYNC_NATS_URL`, else the config file's `nats`.
+    pub fn nats_url(&self) -> Option<String> {
+        std::env::var("TICKETSYNC_NATS_URL")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .or_else(|| self.config.nats.clone())
+    }
+
+    /// This instance's name.
+    pub fn name(&self) -> &InstanceId {
+        &self.actor.instance
     }
 
     /// Applies any new log entries to the projections.

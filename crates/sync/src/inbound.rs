@@ -1,0 +1,394 @@
+//! Applying what a partner sent: authenticate the message, then for each entry check its
+//! place in the channel and its chain, decide what the domain makes of it, and record
+//! the result (events, or a quarantine) with the channel checkpoint in one transaction.
+//! Independent of the transport, so it is exercised in memory as well as over NATS.
+
+use std::io::{Seek, SeekFrom, Write};
+
+use anyhow::{Context as _, Result};
+use sha2::{Digest, Sha256};
+use ticketsync_app::{now_ms, Instance, MAX_CONFLICT_RETRIES};
+use ticketsync_domain::sync::{receive, Incoming, SYSTEM_USER};
+use ticketsync_domain::{self as domain, Actor, EventMeta, InstanceId, TicketId, Timestamp};
+use ticketsync_store::{ChannelEntry, Inbound, Partner, PartnerState, StoreError, StreamAppend};
+use ticketsync_wire::channel::{ChannelBody, Message, ReplicatedEvent};
+use ticketsync_wire::{decode_event, encode_event, NewEntry, SCHEMA_VERSION};
+use ulid::Ulid;
+
+/// What one message did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Entries applied (events recorded, hello taken, blob chunk stored).
+    pub applied: u64,
+    /// Entries refused and quarantined (they still advance the channel).
+    pub quarantined: u64,
+    /// Entries already applied before.
+    pub duplicates: u64,
+    /// Messages refused as a whole (undecodable, wrong channel, bad MAC, broken chain).
+    pub rejected_messages: u64,
+    /// A gap: the first missing seq, to ask the sender for.
+    pub gap: Option<u64>,
+}
+
+/// Applies one raw message received on the channel from `partner` to this instance.
+pub async fn apply_message(inst: &Instance, partner: &Partner, raw: &[u8]) -> Result<Outcome> {
+    let me = inst.name().to_string();
+    let mut out = Outcome::default();
+    let reject = |kind: &'static str, detail: String| async move {
+        tracing::warn!(partner = %partner.name, kind, %detail, "message quarantined");
+        inst.store
+            .quarantine_message(&partner.name, kind, &detail, raw, now_ms())
+            .await
+    };
+    let msg = match Message::decode(raw) {
+        Ok(m) => m,
+        Err(e) => {
+            reject("undecodable", e).await?;
+            out.rejected_messages += 1;
+            return Ok(out);
+        }
+    };
+    if msg.from != partner.name || msg.to != me {
+        reject(
+            "wrong_channel",
+            format!(
+                "a message from {} to {} arrived on the channel from {} to {me}",
+                msg.from, msg.to, partner.name
+            ),
+        )
+        .await?;
+        out.rejected_messages += 1;
+        return Ok(out);
+    }
+    if !msg.authentic(&partner.secret) {
+        reject(
+            "bad_mac",
+            format!(
+                "the message is not signed with the secret shared with {}",
+                partner.name
+            ),
+        )
+        .await?;
+        out.rejected_messages += 1;
+        return Ok(out);
+    }
+    for w in msg.entries {
+        let entry = ChannelEntry {
+            seq: w.seq,
+            prev_hash: w.prev_hash,
+            hash: w.hash,
+            body: w.body,
+        };
+        let head = inst.store.inbound_head(&partner.name).await?;
+        if entry.seq <= head.seq {
+            out.duplicates += 1;
+            continue;
+        }
+        if entry.seq > head.seq + 1 {
+            out.gap = Some(head.seq + 1);
+            break;
+        }
+        match apply_entry(inst, partner, &entry).await? {
+            (Inbound::Applied { .. }, quarantined) => {
+                if quarantined {
+                    out.quarantined += 1;
+                } else {
+                    out.applied += 1;
+                }
+            }
+            (Inbound::Duplicate, _) => out.duplicates += 1,
+            (Inbound::Gap { expected }, _) => {
+                out.gap = Some(expected);
+                break;
+            }
+            (Inbound::BrokenChain, _) => {
+                reject(
+                    "broken_chain",
+                    format!(
+                        "entry {} does not continue the channel's hash chain",
+                        entry.seq
+                    ),
+                )
+                .await?;
+                out.rejected_messages += 1;
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Applies one entry; the bool is true when it was quarantined.
+async fn apply_entry(
+    inst: &Instance,
+    partner: &Partner,
+    entry: &ChannelEntry,
+) -> Result<(Inbound, bool)> {
+    let me = inst.name().to_string();
+    let now = now_ms();
+    let body = match ChannelBody::decode(&entry.body) {
+        Ok(b) => b,
+        Err(e) => return quarantine_entry(inst, partner, entry, "undecodable_body", e, None).await,
+    };
+    match body {
+        ChannelBody::Hello { .. } => {
+            if partner.state == PartnerState::Invited {
+                if partner.expires_at.is_some_and(|x| now > x) {
+                    let detail = format!("{} joined after the invitation expired", partner.name);
+                    return quarantine_entry(
+                        inst,
+                        partner,
+                        entry,
+                        "invitation_expired",
+                        detail,
+                        None,
+                    )
+                    .await;
+                }
+                let mut p = partner.clone();
+                p.state = PartnerState::Paired;
+                p.paired_at = Some(now);
+                p.expires_at = None;
+                inst.store.put_partner(&p).await?;
+                tracing::info!(partner = %partner.name, "paired");
+            }
+            Ok((
+                inst.store
+                    .apply_inbound(&partner.name, &me, entry, now, vec![], None)
+                    .await?,
+                false,
+            ))
+        }
+        ChannelBody::Blob {
+            sha256,
+            offset,
+            total,
+            bytes,
+        } => {
+            if let Err(detail) = stage_blob(inst, &sha256, offset, total, &bytes) {
+                return quarantine_entry(
+                    inst,
+                    partner,
+                    entry,
+                    "bad_attachment_content",
+                    detail,
+                    None,
+                )
+                .await;
+            }
+            Ok((
+                inst.store
+                    .apply_inbound(&partner.name, &me, entry, now, vec![], None)
+                    .await?,
+                false,
+            ))
+        }
+        ChannelBody::Event(re) => apply_event(inst, partner, entry, re).await,
+    }
+}
+
+async fn apply_event(
+    inst: &Instance,
+    partner: &Partner,
+    entry: &ChannelEntry,
+    re: ReplicatedEvent,
+) -> Result<(Inbound, bool)> {
+    let me_id = inst.name().clone();
+    let me = me_id.to_string();
+    let event_id = Some(re.event_ulid().to_string());
+    let quarantine = |kind: &'static str, detail: String| {
+        quarantine_entry(inst, partner, entry, kind, detail, event_id.clone())
+    };
+    let ev = match decode_event(re.schema_version, &re.payload) {
+        Ok(e) => e,
+        Err(e) => return quarantine("undecodable_event", e.to_string()).await,
+    };
+    if ev.type_name() != re.event_type {
+        return quarantine(
+            "undecodable_event",
+            format!(
+                "type {} does not match payload {}",
+                re.event_type,
+                ev.type_name()
+            ),
+        )
+        .await;
+    }
+    let from = InstanceId::parse(&partner.name).context("partner name")?;
+    let actor = match Actor::new(from.clone(), &re.actor_user) {
+        Ok(a) => a,
+        Err(e) => return quarantine("undecodable_event", e.to_string()).await,
+    };
+    if let domain::Event::AttachmentAdded { attachment, .. } = &ev {
+        if !inst.blob_path(&attachment.sha256).exists() {
+            return quarantine(
+                "missing_attachment_content",
+                format!(
+                    "content {} did not arrive before its event",
+                    attachment.sha256
+                ),
+            )
+            .await;
+        }
+    }
+    let meta = EventMeta {
+        actor: actor.clone(),
+        at: Timestamp(re.occurred_at),
+        link_seq: re.link_seq,
+    };
+    let tid = TicketId(re.ticket_ulid());
+    let system = Actor {
+        instance: me_id.clone(),
+        user: SYSTEM_USER.to_string(),
+    };
+    let mut attempt = 0;
+    loop {
+        let (state, version) = inst.load(tid).await?;
+        let incoming = match receive(
+            state.as_ref(),
+            &me_id,
+            &from,
+            &meta,
+            ev.clone(),
+            &inst.policy,
+        ) {
+            Ok(i) => i,
+            Err(q) => return quarantine(q.kind.name(), q.detail).await,
+        };
+        let now = now_ms();
+        let mut cur = state;
+        let mut entries = Vec::with_capacity(incoming.len());
+        for inc in incoming {
+            let (e, new) = match inc {
+                Incoming::Remote(e) => {
+                    let new = NewEntry {
+                        event_id: re.event_ulid(),
+                        stream_id: tid.0,
+                        schema_version: SCHEMA_VERSION,
+                        event_type: e.type_name().to_string(),
+                        occurred_at: re.occurred_at,
+                        actor_instance: from.to_string(),
+                        actor_user: re.actor_user.clone(),
+                        link_seq: re.link_seq,
+                        payload: encode_event(&e)?,
+                    };
+                    (e, new)
+                }
+                Incoming::Local(e) => {
+                    let new = NewEntry {
+                        event_id: Ulid::new(),
+                        stream_id: tid.0,
+                        schema_version: SCHEMA_VERSION,
+                        event_type: e.type_name().to_string(),
+                        occurred_at: now,
+                        actor_instance: me.clone(),
+                        actor_user: SYSTEM_USER.to_string(),
+                        link_seq: cur.as_ref().map_or(0, domain::Ticket::known),
+                        payload: encode_event(&e)?,
+                    };
+                    (e, new)
+                }
+            };
+            let m = if new.actor_instance == me {
+                EventMeta {
+                    actor: system.clone(),
+                    at: Timestamp(now),
+                    link_seq: new.link_seq,
+                }
+            } else {
+                meta.clone()
+            };
+            cur = domain::evolve(cur, tid, &m, &e);
+            entries.push(new);
+        }
+        let batch = vec![StreamAppend {
+            stream_id: tid.0,
+            expected_version: version,
+            entries,
+        }];
+        match inst
+            .store
+            .apply_inbound(&partner.name, &me, entry, now, batch, None)
+            .await
+        {
+            Ok(r) => return Ok((r, false)),
+            Err(StoreError::Conflict { .. }) if attempt < MAX_CONFLICT_RETRIES => attempt += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Writes a chunk of attachment content into the staging file; when the content is
+/// complete and its SHA-256 matches, moves it into the blob store.
+fn stage_blob(
+    inst: &Instance,
+    sha256: &[u8; 32],
+    offset: u64,
+    total: u64,
+    bytes: &[u8],
+) -> Result<(), String> {
+    let max = inst.policy.max_attachment_bytes;
+    if total > max || offset.saturating_add(bytes.len() as u64) > total {
+        return Err(format!("chunk {offset}+{} of {total} bytes is outside the content or over the {max}-byte limit", bytes.len()));
+    }
+    let digest = domain::Sha256Digest(*sha256);
+    let final_path = inst.blob_path(&digest);
+    if final_path.exists() {
+        return Ok(());
+    }
+    let staging = inst.dir.join("blobs-incoming").join(digest.to_hex());
+    let io = |e: std::io::Error| format!("cannot stage attachment content: {e}");
+    std::fs::create_dir_all(staging.parent().unwrap_or(&inst.dir)).map_err(io)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(&staging)
+        .map_err(io)?;
+    f.seek(SeekFrom::Start(offset)).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    drop(f);
+    if offset + bytes.len() as u64 == total {
+        let content = std::fs::read(&staging).map_err(io)?;
+        let got: [u8; 32] = Sha256::digest(&content).into();
+        if got != *sha256 || content.len() as u64 != total {
+            let _ = std::fs::remove_file(&staging);
+            return Err(format!(
+                "attachment content hashes to {}, not {}",
+                hex::encode(got),
+                digest.to_hex()
+            ));
+        }
+        if let Some(parent) = final_path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::rename(&staging, &final_path).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Records entry `entry` as refused (it still advances the channel).
+async fn quarantine_entry(
+    inst: &Instance,
+    partner: &Partner,
+    entry: &ChannelEntry,
+    kind: &str,
+    detail: String,
+    event_id: Option<String>,
+) -> Result<(Inbound, bool)> {
+    tracing::warn!(partner = %partner.name, seq = entry.seq, kind, %detail, "entry quarantined");
+    let me = inst.name().to_string();
+    let r = inst
+        .store
+        .apply_inbound(
+            &partner.name,
+            &me,
+            entry,
+            now_ms(),
+            vec![],
+            Some((kind.to_string(), detail, event_id)),
+        )
+        .await?;
+    Ok((r, true))
+}

@@ -1,0 +1,492 @@
+//! The daemon over NATS JetStream: one stream per channel direction, a durable pull
+//! consumer for each inbound channel, publishes with `Nats-Msg-Id` and a bounded window of
+//! unacknowledged publishes, and control messages (resend requests, head announcements)
+//! over core NATS.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _, Result};
+use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, stream};
+use futures::StreamExt;
+use ticketsync_app::{now_ms, Instance};
+use ticketsync_store::{Partner, PartnerState};
+use ticketsync_wire::channel::{
+    control_subject, data_subject, stream_name, Control, ControlMessage, Message, WireEntry,
+    MAX_ENTRIES_PER_MESSAGE, MAX_MESSAGE_BYTES,
+};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::inbound::apply_message;
+
+/// Publishes awaiting their broker acknowledgement, per channel.
+pub const MAX_INFLIGHT_PUBLISHES: usize = 64;
+/// Inbound messages pulled per request.
+pub const PULL_BATCH: usize = 128;
+/// How often an idle relay looks for new outbox entries.
+pub const OUTBOX_POLL: Duration = Duration::from_millis(5);
+/// How often a relay announces its channel head to the receiver.
+pub const HEAD_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the partner list is re-read (new pairings) and deadlines are checked.
+pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
+/// Longest wait between retries after an error.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Bytes a channel's JetStream stream may hold (older messages are dropped: the sender's
+/// outbox can always publish them again).
+pub const STREAM_MAX_BYTES: i64 = 1 << 30;
+
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Drain: publish everything pending, apply everything available, then return.
+    pub once: bool,
+}
+
+/// Counters over one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunStats {
+    pub published_entries: u64,
+    pub applied_entries: u64,
+    pub quarantined: u64,
+    pub duplicates: u64,
+    pub resend_requests: u64,
+}
+
+struct Shared {
+    inst: Arc<Instance>,
+    js: jetstream::Context,
+    client: async_nats::Client,
+    stats: Mutex<RunStats>,
+    /// Per partner: the seq the relay must publish again from (set by resend requests).
+    resend_from: Mutex<HashMap<String, u64>>,
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(50u64.saturating_mul(1 << attempt.min(7))).min(MAX_BACKOFF)
+}
+
+/// Runs the daemon until `shutdown` is cancelled (or, with `once`, until drained).
+pub async fn run(
+    inst: Arc<Instance>,
+    url: &str,
+    opts: RunOptions,
+    shutdown: CancellationToken,
+) -> Result<RunStats> {
+    let client = async_nats::ConnectOptions::new()
+        .name(format!("ticketsync-{}", inst.name()))
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {url}"))?;
+    let js = jetstream::new(client.clone());
+    let shared = Arc::new(Shared {
+        inst,
+        js,
+        client,
+        stats: Mutex::new(RunStats::default()),
+        resend_from: Mutex::new(HashMap::new()),
+    });
+    if opts.once {
+        drain(&shared).await?;
+        let s = shared.stats.lock().await.clone();
+        return Ok(s);
+    }
+    let mut started: HashMap<String, ()> = HashMap::new();
+    let tasks = tokio_util::task::TaskTracker::new();
+    loop {
+        for p in shared.inst.store.list_partners().await? {
+            if started.insert(p.name.clone(), ()).is_none() {
+                tracing::info!(partner = %p.name, state = p.state.as_str(), "starting channels");
+                tasks.spawn(relay_loop(shared.clone(), p.name.clone(), shutdown.clone()));
+                tasks.spawn(inbound_loop(
+                    shared.clone(),
+                    p.name.clone(),
+                    shutdown.clone(),
+                ));
+                tasks.spawn(control_loop(
+                    shared.clone(),
+                    p.name.clone(),
+                    shutdown.clone(),
+                ));
+            }
+        }
+        if let Err(e) = expire_overdue(&shared.inst).await {
+            tracing::warn!("checking respond-by deadlines failed: {e:#}");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(HOUSEKEEPING_INTERVAL) => {}
+        }
+    }
+    tasks.close();
+    tasks.wait().await;
+    let s = shared.stats.lock().await.clone();
+    Ok(s)
+}
+
+/// Lead: expires links whose respond-by deadline passed unanswered.
+async fn expire_overdue(inst: &Instance) -> Result<()> {
+    use ticketsync_domain::{Actor, Command, OutsourceCommand, TicketId};
+    inst.refresh().await?;
+    let now = now_ms();
+    let system = Actor {
+        instance: inst.name().clone(),
+        user: ticketsync_domain::sync::SYSTEM_USER.into(),
+    };
+    for t in ticketsync_projections::TicketProjection::list(inst.store.as_ref()).await? {
+        let Some(o) = &t.outsource else { continue };
+        let due = o
+            .terms
+            .as_ref()
+            .and_then(|x| x.respond_by_ms)
+            .is_some_and(|rb| rb < now);
+        if o.role == "lead" && o.status == "Assigned" && due {
+            let id: TicketId = t.id.parse()?;
+            match inst
+                .execute_as(&system, id, Command::Outsource(OutsourceCommand::Expire))
+                .await
+            {
+                Ok(_) => tracing::info!(ticket = %t.id, "offer expired"),
+                Err(e) => tracing::warn!(ticket = %t.id, "expiring failed: {e:#}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn partner(shared: &Shared, name: &str) -> Result<Partner> {
+    shared
+        .inst
+        .store
+        .get_partner(name)
+        .await?
+        .ok_or_else(|| anyhow!("partner {name} is gone"))
+}
+
+async fn ensure_stream(js: &jetstream::Context, from: &str, to: &str) -> Result<stream::Stream> {
+    js.get_or_create_stream(stream::Config {
+        name: stream_name(from, to),
+        subjects: vec![data_subject(from, to)],
+        max_bytes: STREAM_MAX_BYTES,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| anyhow!("cannot create stream {}: {e}", stream_name(from, to)))
+}
+
+/// Groups outbox entries into messages within the size and count limits.
+fn pack(entries: Vec<ticketsync_store::ChannelEntry>) -> Vec<Vec<WireEntry>> {
+    let mut out: Vec<Vec<WireEntry>> = vec![];
+    let mut cur: Vec<WireEntry> = vec![];
+    let mut bytes = 0usize;
+    for e in entries {
+        let size = e.body.len() + 80;
+        if !cur.is_empty()
+            && (cur.len() >= MAX_ENTRIES_PER_MESSAGE || bytes + size > MAX_MESSAGE_BYTES)
+        {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        bytes += size;
+        cur.push(WireEntry {
+            seq: e.seq,
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+            body: e.body,
+        });
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Publishes outbox entries after `cursor` until none are left; returns the new cursor.
+/// Waits for every broker ack before returning and records each as acknowledged.
+async fn publish_pending(shared: &Shared, p: &Partner, mut cursor: u64) -> Result<u64> {
+    let me = shared.inst.name().to_string();
+    let subject = data_subject(&me, &p.name);
+    let mut inflight: VecDeque<(u64, jetstream::context::PublishAckFuture)> = VecDeque::new();
+    loop {
+        let entries = shared.inst.store.read_outbox(&p.name, cursor, 1024).await?;
+        if entries.is_empty() {
+            break;
+        }
+        for chunk in pack(entries) {
+            let (first, last) = (chunk[0].seq, chunk[chunk.len() - 1].seq);
+            let n = chunk.len() as u64;
+            let msg = Message::sealed(&me, &p.name, chunk, &p.secret);
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(
+                async_nats::header::NATS_MESSAGE_ID,
+                format!("{me}.{}.{first}.{last}", p.name).as_str(),
+            );
+            let fut = shared
+                .js
+                .publish_with_headers(subject.clone(), headers, msg.encode().into())
+                .await
+                .map_err(|e| anyhow!("publish to {subject}: {e}"))?;
+            inflight.push_back((last, fut));
+            cursor = last;
+            shared.stats.lock().await.published_entries += n;
+            if inflight.len() >= MAX_INFLIGHT_PUBLISHES {
+                settle_one(shared, p, &mut inflight).await?;
+            }
+        }
+    }
+    while !inflight.is_empty() {
+        settle_one(shared, p, &mut inflight).await?;
+    }
+    Ok(cursor)
+}
+
+async fn settle_one(
+    shared: &Shared,
+    p: &Partner,
+    inflight: &mut VecDeque<(u64, jetstream::context::PublishAckFuture)>,
+) -> Result<()> {
+    if let Some((seq, fut)) = inflight.pop_front() {
+        fut.await.map_err(|e| {
+            anyhow!(
+                "no broker ack for channel to {} up to seq {seq}: {e}",
+                p.name
+            )
+        })?;
+        shared.inst.store.set_outbox_acked(&p.name, seq).await?;
+    }
+    Ok(())
+}
+
+async fn relay_loop(shared: Arc<Shared>, name: String, shutdown: CancellationToken) {
+    let me = shared.inst.name().to_string();
+    let mut cursor: Option<u64> = None;
+    let mut attempt = 0u32;
+    let mut last_head = Instant::now() - HEAD_INTERVAL;
+    while !shutdown.is_cancelled() {
+        let step = async {
+            let p = partner(&shared, &name).await?;
+            ensure_stream(&shared.js, &me, &p.name).await?;
+            let mut from = match cursor {
+                Some(c) => c,
+                None => shared.inst.store.outbox_acked(&p.name).await?,
+            };
+            if let Some(r) = shared.resend_from.lock().await.remove(&p.name) {
+                tracing::info!(partner = %p.name, from_seq = r, "publishing again on request");
+                from = from.min(r.saturating_sub(1));
+            }
+            let c = publish_pending(&shared, &p, from).await?;
+            if last_head.elapsed() >= HEAD_INTERVAL {
+                let head = shared.inst.store.outbox_head(&p.name).await?;
+                let m = ControlMessage::sealed(
+                    &me,
+                    &p.name,
+                    Control::Head {
+                        seq: head.seq,
+                        hash: head.hash,
+                    },
+                    &p.secret,
+                );
+                shared
+                    .client
+                    .publish(control_subject(&me, &p.name), m.encode().into())
+                    .await?;
+                last_head = Instant::now();
+            }
+            Ok::<u64, anyhow::Error>(c)
+        };
+        match step.await {
+            Ok(c) => {
+                cursor = Some(c);
+                attempt = 0;
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(OUTBOX_POLL) => {}
+                }
+            }
+            Err(e) => {
+                // Unacknowledged publishes are published again from the last acked seq.
+                cursor = None;
+                tracing::warn!(partner = %name, "relay: {e:#}; retrying");
+                attempt += 1;
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(backoff(attempt)) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn consumer_for(
+    shared: &Shared,
+    from: &str,
+) -> Result<jetstream::consumer::Consumer<pull::Config>> {
+    let me = shared.inst.name().to_string();
+    let stream = ensure_stream(&shared.js, from, &me).await?;
+    let durable = format!("ticketsync-{me}");
+    stream
+        .get_or_create_consumer(
+            &durable,
+            pull::Config {
+                durable_name: Some(durable.clone()),
+                ack_policy: AckPolicy::Explicit,
+                max_ack_pending: (PULL_BATCH * 4) as i64,
+                ack_wait: Duration::from_secs(30),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow!("cannot create consumer {durable}: {e}"))
+}
+
+/// Applies one received message and acknowledges it after the commit; asks for a resend
+/// on a gap.
+async fn handle(shared: &Shared, name: &str, msg: &jetstream::Message) -> Result<()> {
+    let p = partner(shared, name).await?;
+    let o = apply_message(&shared.inst, &p, &msg.payload).await?;
+    if o.applied > 0 || o.quarantined > 0 {
+        shared.inst.refresh().await?;
+    }
+    {
+        let mut s = shared.stats.lock().await;
+        s.applied_entries += o.applied;
+        s.quarantined += o.quarantined + o.rejected_messages;
+        s.duplicates += o.duplicates;
+    }
+    if let Some(from_seq) = o.gap {
+        request_resend(shared, &p, from_seq).await?;
+    }
+    msg.ack().await.map_err(|e| anyhow!("ack: {e}"))?;
+    Ok(())
+}
+
+async fn request_resend(shared: &Shared, p: &Partner, from_seq: u64) -> Result<()> {
+    let me = shared.inst.name().to_string();
+    tracing::info!(partner = %p.name, from_seq, "gap: asking for a resend");
+    let m = ControlMessage::sealed(&me, &p.name, Control::Resend { from_seq }, &p.secret);
+    shared
+        .client
+        .publish(control_subject(&me, &p.name), m.encode().into())
+        .await?;
+    shared.stats.lock().await.resend_requests += 1;
+    Ok(())
+}
+
+async fn inbound_loop(shared: Arc<Shared>, name: String, shutdown: CancellationToken) {
+    let mut attempt = 0u32;
+    while !shutdown.is_cancelled() {
+        let step = async {
+            let consumer = consumer_for(&shared, &name).await?;
+            let mut messages = consumer
+                .messages()
+                .await
+                .map_err(|e| anyhow!("pull: {e}"))?;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    next = messages.next() => match next {
+                        None => return Err(anyhow!("the message stream ended")),
+                        Some(Err(e)) => return Err(anyhow!("receive: {e}")),
+                        Some(Ok(msg)) => handle(&shared, &name, &msg).await?,
+                    }
+                }
+            }
+        };
+        match step.await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(partner = %name, "inbound: {e:#}; retrying");
+                attempt += 1;
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(backoff(attempt)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Listens for the partner's control messages: resend requests for our outbound channel,
+/// and head announcements of its channel to us (to notice a lost tail).
+async fn control_loop(shared: Arc<Shared>, name: String, shutdown: CancellationToken) {
+    let me = shared.inst.name().to_string();
+    let mut attempt = 0u32;
+    while !shutdown.is_cancelled() {
+        let step = async {
+            let mut sub = shared.client.subscribe(control_subject(&name, &me)).await?;
+            loop {
+                let raw = tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    m = sub.next() => match m { Some(m) => m, None => return Err(anyhow!("subscription ended")) },
+                };
+                let p = partner(&shared, &name).await?;
+                let Ok(cm) = ControlMessage::decode(&raw.payload) else {
+                    continue;
+                };
+                if cm.from != p.name || cm.to != me || !cm.authentic(&p.secret) {
+                    tracing::warn!(partner = %name, "ignoring an unauthenticated control message");
+                    continue;
+                }
+                match cm.control {
+                    Control::Resend { from_seq } => {
+                        let mut r = shared.resend_from.lock().await;
+                        let e = r.entry(p.name.clone()).or_insert(from_seq);
+                        *e = (*e).min(from_seq);
+                    }
+                    Control::Head { seq, .. } => {
+                        let mine = shared.inst.store.inbound_head(&p.name).await?;
+                        if seq > mine.seq && p.state == PartnerState::Paired {
+                            // Messages may still be on their way; asking is harmless either way.
+                            request_resend(&shared, &p, mine.seq + 1).await?;
+                        }
+                    }
+                }
+            }
+        };
+        match step.await {
+            Ok(()) => return,
+            Err(e) => {
+                let e: anyhow::Error = e;
+                tracing::warn!(partner = %name, "control: {e:#}; retrying");
+                attempt += 1;
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(backoff(attempt)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// `--once`: publish every pending outbox entry, then apply every inbound message
+/// available now, for every partner.
+async fn drain(shared: &Shared) -> Result<()> {
+    let me = shared.inst.name().to_string();
+    for p in shared.inst.store.list_partners().await? {
+        ensure_stream(&shared.js, &me, &p.name).await?;
+        let acked = shared.inst.store.outbox_acked(&p.name).await?;
+        publish_pending(shared, &p, acked).await?;
+        let consumer = consumer_for(shared, &p.name).await?;
+        loop {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(PULL_BATCH)
+                .messages()
+                .await
+                .map_err(|e| anyhow!("fetch: {e}"))?;
+            let mut n = 0;
+            while let Some(m) = batch.next().await {
+                let m = m.map_err(|e| anyhow!("receive: {e}"))?;
+                handle(shared, &p.name, &m).await?;
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    expire_overdue(&shared.inst).await?;
+    Ok(())
+}
