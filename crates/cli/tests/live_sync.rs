@@ -1,0 +1,188 @@
+//! End-to-end tests with live sync daemons: `ticketsync sync run` (no `--once`) for both
+//! instances as child processes over a real nats-server. A change made with the CLI on one
+//! side must show on the other within the timeout; the observed delay is reported in the
+//! assertion messages, not bounded below the timeout. The daemons stop cleanly on SIGTERM.
+
+mod common;
+#[path = "common/two.rs"]
+mod two;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ticketsync_testkit::wait_until;
+use two::*;
+
+/// How long a change may take to reach the other side.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A `ticketsync sync run` child process; killed (SIGKILL) if the test ends without
+/// stopping it.
+struct Daemon {
+    name: String,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    fn start(site: &Site) -> Daemon {
+        let child = Command::new(env!("CARGO_BIN_EXE_ticketsync"))
+            .arg("--data-dir")
+            .arg(&site.dir)
+            .args(["sync", "run"])
+            .env("TICKETSYNC_USER", &site.user)
+            .env_remove("TICKETSYNC_DATA_DIR")
+            .env_remove("TICKETSYNC_LOG")
+            .env_remove("TICKETSYNC_NATS_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ticketsync sync run");
+        Daemon {
+            name: site.name.clone(),
+            child: Some(child),
+        }
+    }
+
+    /// Sends SIGTERM and waits; asserts the daemon exited 0 and printed its counters.
+    fn stop(mut self) -> SyncStats {
+        let child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        let st = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -TERM {pid} failed");
+        let out = child.wait_with_output().expect("wait for the daemon");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "the {} daemon did not exit 0 on SIGTERM: {:?}, stderr: {stderr}",
+            self.name,
+            out.status
+        );
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("sync: published"))
+            .unwrap_or_else(|| panic!("no counters from the {} daemon: {stderr:?}", self.name));
+        parse_stats(line)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Waits until `cond` holds and returns how long it took.
+fn observe(what: &str, cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    wait_until(TIMEOUT, what, cond);
+    start.elapsed()
+}
+
+#[test]
+fn given_live_daemons_when_either_side_changes_an_outsourced_ticket_then_the_other_side_shows_it_within_the_timeout(
+) {
+    let (_net, acme, bolt) = acme_and_bolt();
+    let id = sent(&acme, &bolt, "Live");
+    let da = Daemon::start(&acme);
+    let db = Daemon::start(&bolt);
+
+    // partner accepts: the lead sees Accepted
+    bolt.ok(&["outsource", "accept", &id]);
+    let d1 = observe("acme to show Accepted", || {
+        acme.outsource_status(&id).as_deref() == Some("Accepted")
+    });
+
+    // lead adds a note: the partner shows it
+    let note = acme.add(&["note", "add", &id, "--text", "Gate code 4711"]);
+    let d2 = observe("bolt to show acme's note", || {
+        find_item(&bolt.show(&id), &note).is_some_and(|i| i["text"] == "Gate code 4711")
+    });
+
+    // partner logs time: the lead shows it, and In Progress
+    let time = bolt.add(&["time", "add", &id, "--hours", "1.25"]);
+    let d3 = observe("acme to show bolt's time", || {
+        let v = acme.show(&id);
+        v["outsource_status"] == "In Progress"
+            && find_item(&v, &time).is_some_and(|i| i["hours"] == "1.25")
+    });
+
+    // partner completes, lead approves
+    bolt.ok(&["outsource", "complete", &id]);
+    let d4 = observe("acme to show Waiting Approval", || {
+        acme.outsource_status(&id).as_deref() == Some("Waiting Approval")
+    });
+    acme.ok(&["outsource", "approve", &id]);
+    let d5 = observe("bolt to show Complete", || {
+        bolt.outsource_status(&id).as_deref() == Some("Complete")
+    });
+    let delays = [d1, d2, d3, d4, d5];
+
+    let sa = da.stop();
+    let sb = db.stop();
+    assert!(
+        sa.applied >= 3 && sb.applied >= 2,
+        "the daemons did the work (acme {sa:?}, bolt {sb:?}); delays observed: {delays:?}"
+    );
+    // stopped cleanly: both sides hold the same channel heads
+    let (a, b) = (acme.channel("bolt"), bolt.channel("acme"));
+    assert_eq!(
+        (&b["outbound"]["seq"], &b["outbound"]["hash"]),
+        (&a["inbound"]["seq"], &a["inbound"]["hash"]),
+        "delays observed: {delays:?}"
+    );
+    assert_eq!(
+        (&a["outbound"]["seq"], &a["outbound"]["hash"]),
+        (&b["inbound"]["seq"], &b["inbound"]["hash"]),
+        "delays observed: {delays:?}"
+    );
+    assert_eq!(
+        (a["outbound"]["lag"].clone(), b["outbound"]["lag"].clone()),
+        (serde_json::Value::from(0), serde_json::Value::from(0)),
+        "delays observed: {delays:?}"
+    );
+    eprintln!("live sync delays (accept, note, time, complete, approve): {delays:?}");
+}
+
+#[test]
+fn given_live_daemons_started_before_pairing_when_the_partner_joins_then_the_lead_lists_it_as_paired_and_a_ticket_arrives(
+) {
+    let net = Net::start();
+    let acme = net.instance("acme", "alice");
+    let bolt = net.instance("bolt", "bob");
+    let da = Daemon::start(&acme);
+    let db = Daemon::start(&bolt);
+
+    let code = acme.invite("bolt", &[]);
+    bolt.ok(&["partner", "join", &code]);
+    let d1 = observe("acme to list bolt as paired", || {
+        acme.partner_state("bolt").as_deref() == Some("paired")
+    });
+    let id = acme.create("After live pairing");
+    acme.ok(&[
+        "outsource",
+        "send",
+        &id,
+        "--to",
+        "bolt",
+        "--hourly-rate",
+        "80",
+    ]);
+    let d2 = observe("bolt to receive the ticket", || {
+        bolt.has_ticket(&id) && bolt.outsource_status(&id).as_deref() == Some("Assigned")
+    });
+    let sa = da.stop();
+    let sb = db.stop();
+    assert!(
+        sa.applied >= 1 && sb.applied >= 1,
+        "acme {sa:?}, bolt {sb:?}; delays observed: pairing {d1:?}, send {d2:?}"
+    );
+    eprintln!("live pairing delay {d1:?}, send delay {d2:?}");
+}
