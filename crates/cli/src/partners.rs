@@ -148,12 +148,24 @@ pub async fn outsource(inst: &Instance, c: OutsourceCmd) -> Result<u8> {
         OutsourceCmd::Accept {
             id,
             map_organization,
-        } => (
-            id,
-            OutsourceCommand::Accept {
-                organization: map_organization,
-            },
-        ),
+        } => {
+            // Without --map-organization, the organization given when joining the lead.
+            let organization = match map_organization {
+                Some(o) => Some(o),
+                None => {
+                    let (_, v) = inst.resolve(&id).await?;
+                    match v.outsource.as_ref() {
+                        Some(o) => inst
+                            .store
+                            .get_partner(&o.lead)
+                            .await?
+                            .and_then(|p| p.organization),
+                        None => None,
+                    }
+                }
+            };
+            (id, OutsourceCommand::Accept { organization })
+        }
         OutsourceCmd::Decline { id, reason } => (id, OutsourceCommand::Decline { reason }),
         OutsourceCmd::Cancel { id } => (id, OutsourceCommand::Cancel),
         OutsourceCmd::Complete { id } => (id, OutsourceCommand::Complete),

@@ -226,12 +226,17 @@ impl Move {
 
 /// The moves `side` may make from `from`, as CLI verbs, for "allowed: ..." in refusals.
 pub fn allowed_moves(side: Side, from: OutsourceStatus) -> Vec<String> {
-    Move::ALL
+    let mut out: Vec<String> = Move::ALL
         .iter()
         .filter(|m| !matches!(m, Move::Expire | Move::Start | Move::CompleteByStatus))
         .filter(|m| m.allowed(side, from))
         .map(|m| format!("outsource {}", m.verb()))
-        .collect()
+        .collect();
+    // After a link ends, the lead may send the ticket again (to anyone).
+    if side == Side::Lead && from.is_ended() {
+        out.push("outsource send".to_string());
+    }
+    out
 }
 
 /// One transition of a link as recorded: its move, who made it, and what it knew.
@@ -451,21 +456,27 @@ pub fn sharing(links: &[Link], item: &ItemFacts<'_>) -> Sharing {
     }
 }
 
-/// A change of an item that the other side will not see: made by another instance than
-/// the author's, or by the author while the item is shared but the link is not live.
-pub fn change_stays_local(
+/// Whether an item was changed on this side only: edited or deleted here by another
+/// instance than its author's, or changed by its author after it was shared but while the
+/// link was not live (or on a later link than the one it was shared on). Derived from the
+/// resolved links, so both sides agree whatever order the transitions arrived in.
+pub fn diverged(
     links: &[Link],
-    author: &InstanceId,
     item_link_seq: u32,
-    internal: bool,
-    editor: &InstanceId,
-    edit_link_seq: u32,
+    internal_local: bool,
+    foreign_change: bool,
+    author_change_seqs: &[u32],
 ) -> bool {
-    if author != editor {
+    if foreign_change {
         return true;
     }
-    let shared = !internal && live_at(links, item_link_seq);
-    shared && !live_at(links, edit_link_seq)
+    if internal_local || !live_at(links, item_link_seq) {
+        return false;
+    }
+    let shared_on = link_at(links, item_link_seq).map(|l| l.id);
+    author_change_seqs
+        .iter()
+        .any(|s| !live_at(links, *s) || link_at(links, *s).map(|l| l.id) != shared_on)
 }
 
 /// Applies an outsourcing event to a ticket's links: a Send creates its link; every

@@ -35,19 +35,19 @@ pub fn route(before: &Ticket, author: &InstanceId, ev: &Event) -> Option<Instanc
         Event::NoteAdded { internal, .. } => (live && !internal).then_some(to),
         Event::AttachmentAdded { attachment, .. } => (live && !attachment.internal).then_some(to),
         Event::TimeAdded { .. } | Event::ChargeAdded { .. } => live.then_some(to),
-        Event::NoteEdited { item, internal, .. } => {
-            let i = before.items.get(item)?;
-            (live
-                && !internal
-                && i.author.instance == *author
-                && before.sharing(i) == Sharing::Shared)
-                .then_some(to)
-        }
-        Event::TimeEdited { item, .. }
+        Event::NoteEdited { internal: true, .. } => None,
+        Event::NoteEdited { item, .. }
+        | Event::TimeEdited { item, .. }
         | Event::ChargeEdited { item, .. }
         | Event::ItemDeleted { item, .. } => {
             let i = before.items.get(item)?;
-            (live && i.author.instance == *author && before.sharing(i) == Sharing::Shared)
+            // Only items shared on this very link: an item shared with an earlier partner
+            // must not reach the current one.
+            let same_link = before.link_at(i.link_seq).is_some_and(|l| l.id == link.id);
+            (live
+                && same_link
+                && i.author.instance == *author
+                && before.sharing(i) == Sharing::Shared)
                 .then_some(to)
         }
     }

@@ -27,9 +27,17 @@ pub struct Ticket {
 pub use crate::outsource::Sharing;
 
 impl Ticket {
-    /// Outsourcing transitions known for this ticket: the `link_seq` of the next event.
+    /// The `link_seq` of the next event: one more than the highest transition seq known
+    /// (0 when none). Counting from the highest seq rather than the number of transitions
+    /// keeps the order right for a partner that never saw the ticket's earlier links: its
+    /// first move still sorts after the send it answers.
     pub fn known(&self) -> u32 {
-        self.links.iter().map(|l| l.known()).sum()
+        self.links
+            .iter()
+            .flat_map(|l| &l.transitions)
+            .map(|t| t.seq + 1)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The current (latest) link, if the ticket was ever outsourced or insourced.
@@ -107,13 +115,16 @@ pub struct Item {
     pub author: Actor,
     pub body: ItemBody,
     pub deleted: bool,
-    /// Set when the item was changed on this side only: edited or deleted here by another
-    /// instance than the author's, or edited by its author while the link was not live.
+    /// Derived: the item was changed on this side only (see [`crate::outsource::diverged`]).
     pub diverged: bool,
     /// Outsourcing transitions the author knew when adding it.
     pub link_seq: u32,
     /// Arrived from the link's counterparty (authored on another instance).
     pub received: bool,
+    /// Edited or deleted here by another instance than the author's.
+    pub foreign_change: bool,
+    /// The `link_seq` of each edit or delete by the author.
+    pub author_change_seqs: Vec<u32>,
 }
 
 impl Item {
@@ -196,6 +207,8 @@ fn apply(t: &mut Ticket, meta: &EventMeta, event: &Event) {
             diverged: false,
             link_seq: meta.link_seq,
             received,
+            foreign_change: false,
+            author_change_seqs: vec![],
         });
     };
     match event {
@@ -235,47 +248,57 @@ fn apply(t: &mut Ticket, meta: &EventMeta, event: &Event) {
             edit(t, *item, meta, ItemBody::Charge(charge.clone()))
         }
         Event::ItemDeleted { item, .. } => {
-            let stays_local = t
-                .items
-                .get(item)
-                .is_some_and(|i| t.change_stays_local(i, meta));
             if let Some(i) = t.items.get_mut(item) {
                 i.deleted = true;
-                // A delete of another instance's item stays on this side, like an edit.
-                if stays_local {
-                    i.diverged = true;
-                }
+                note_change(i, meta);
             }
         }
-        Event::Outsource { link, change } => outsource(t, *link, meta, change),
+        Event::Outsource { link, change } => {
+            outsource(t, *link, meta, change);
+            // A transition can change, after the fact, what was live when: re-derive all.
+            let ids: Vec<ItemId> = t.items.keys().copied().collect();
+            for id in ids {
+                t.rederive(id);
+            }
+            return;
+        }
+    }
+    if let Some(id) = event.item() {
+        t.rederive(id);
+    }
+}
+
+fn note_change(i: &mut Item, meta: &EventMeta) {
+    if i.author.instance == meta.actor.instance {
+        i.author_change_seqs.push(meta.link_seq);
+    } else {
+        i.foreign_change = true;
     }
 }
 
 fn edit(t: &mut Ticket, item: ItemId, meta: &EventMeta, body: ItemBody) {
-    let stays_local = t
-        .items
-        .get(&item)
-        .is_some_and(|i| t.change_stays_local(i, meta));
     if let Some(i) = t.items.get_mut(&item) {
         if i.body.kind() == body.kind() && !i.deleted {
-            if stays_local {
-                i.diverged = true;
-            }
+            note_change(i, meta);
             i.body = body;
         }
     }
 }
 
 impl Ticket {
-    fn change_stays_local(&self, item: &Item, meta: &EventMeta) -> bool {
-        crate::outsource::change_stays_local(
+    /// Recomputes an item's derived `diverged` flag from the links as now resolved.
+    fn rederive(&mut self, id: ItemId) {
+        let Some(i) = self.items.get(&id) else { return };
+        let d = crate::outsource::diverged(
             &self.links,
-            &item.author.instance,
-            item.link_seq,
-            item.internal() && !item.received,
-            &meta.actor.instance,
-            meta.link_seq,
-        )
+            i.link_seq,
+            i.internal() && !i.received,
+            i.foreign_change,
+            &i.author_change_seqs,
+        );
+        if let Some(i) = self.items.get_mut(&id) {
+            i.diverged = d;
+        }
     }
 }
 

@@ -117,7 +117,8 @@ pub(crate) fn decide_outsource(
                 return Err(refuse(
                     "outsource accept",
                     format!(
-                        "the offer's respond-by deadline passed at {}",
+                        "outsource status is {} and the respond-by deadline passed at {}",
+                        link.status,
                         crate::ids::Timestamp(at)
                     ),
                     vec!["outsource decline".into(), "outsource counter".into()],
@@ -127,7 +128,10 @@ pub(crate) fn decide_outsource(
         Move::Expire if deadline_passed(link, ctx).is_none() => {
             return Err(refuse(
                 "outsource expire",
-                "the respond-by deadline has not passed (or the terms set none)",
+                format!(
+                    "outsource status is {} and the respond-by deadline has not passed (or the terms set none)",
+                    link.status
+                ),
                 allowed_moves(side, link.status),
             ));
         }

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use ticketsync_domain::outsource::{apply_change, change_stays_local, sharing, ItemFacts};
+use ticketsync_domain::outsource::{apply_change, diverged, sharing, ItemFacts};
 use ticketsync_domain::{
     Actor, Event, EventMeta, InstanceId, ItemBody, ItemKind, LinkChange, TimeEntry, Timestamp,
 };
@@ -87,6 +87,12 @@ pub struct ItemView {
     pub received: bool,
     /// Outsourcing transitions its author knew when adding it.
     pub link_seq: u32,
+    /// Edited or deleted here by another instance than the author's.
+    #[serde(default)]
+    pub foreign_change: bool,
+    /// The `link_seq` of each change by its author.
+    #[serde(default)]
+    pub author_change_seqs: Vec<u32>,
     #[serde(flatten)]
     pub body: ItemBodyView,
 }
@@ -352,6 +358,8 @@ pub fn apply_entry(
                     sharing: String::new(),
                     received: e.actor_instance != v.created_by.instance,
                     link_seq: e.link_seq,
+                    foreign_change: false,
+                    author_change_seqs: vec![],
                     body,
                 });
             }
@@ -365,9 +373,7 @@ pub fn apply_entry(
                 event_body(ev),
             ) {
                 if i.kind == kind_key(body.kind()) {
-                    if stays_local(&links, i, &editor, e.link_seq) {
-                        i.diverged = true;
-                    }
+                    note_change(i, &editor, e.link_seq);
                     let (b, internal) = body_view(&body);
                     i.body = b;
                     i.internal = internal;
@@ -378,17 +384,29 @@ pub fn apply_entry(
         Event::ItemDeleted { item, .. } => {
             let id = item.to_string();
             if let Some(i) = v.items.iter_mut().find(|i| i.id == id) {
-                if stays_local(&links, i, &editor, e.link_seq) {
-                    i.diverged = true;
-                }
+                note_change(i, &editor, e.link_seq);
                 i.deleted = true;
                 i.updated_at = at.clone();
             }
         }
     }
-    // Sharing can change after the fact (a concurrent transition that wins supersedes what
-    // an item was authored under), so it is recomputed for every item.
-    for i in &mut v.items {
+    // Sharing and divergence can change after the fact (a concurrent transition that wins
+    // supersedes what an item was authored under): a link event re-derives every item,
+    // an item event only its item.
+    let touched = ev.item().map(|i| i.to_string());
+    let all = matches!(ev, Event::Outsource { .. });
+    for i in v
+        .items
+        .iter_mut()
+        .filter(|i| all || touched.as_deref() == Some(i.id.as_str()))
+    {
+        i.diverged = diverged(
+            &links,
+            i.link_seq,
+            i.internal && !i.received,
+            i.foreign_change,
+            &i.author_change_seqs,
+        );
         let author =
             InstanceId::parse(&i.author.instance).map_err(|_| ProjectionError::BadDoc {
                 key: i.id.clone(),
@@ -419,22 +437,11 @@ pub fn apply_entry(
     Ok(Some(v))
 }
 
-fn stays_local(
-    links: &[ticketsync_domain::Link],
-    i: &ItemView,
-    editor: &InstanceId,
-    edit_seq: u32,
-) -> bool {
-    match InstanceId::parse(&i.author.instance) {
-        Ok(author) => change_stays_local(
-            links,
-            &author,
-            i.link_seq,
-            i.internal && !i.received,
-            editor,
-            edit_seq,
-        ),
-        Err(_) => true,
+fn note_change(i: &mut ItemView, editor: &InstanceId, link_seq: u32) {
+    if i.author.instance == editor.as_str() {
+        i.author_change_seqs.push(link_seq);
+    } else {
+        i.foreign_change = true;
     }
 }
 

@@ -464,6 +464,8 @@ async fn control_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
 /// available now, for every partner.
 async fn drain(shared: &Shared) -> Result<()> {
     let me = shared.inst.name().to_string();
+    // First, so an expiry recorded now is published in this same drain.
+    expire_overdue(&shared.inst).await?;
     for p in shared.inst.store.list_partners().await? {
         ensure_stream(&shared.js, &me, &p.name).await?;
         let acked = shared.inst.store.outbox_acked(&p.name).await?;
@@ -487,6 +489,5 @@ async fn drain(shared: &Shared) -> Result<()> {
             }
         }
     }
-    expire_overdue(&shared.inst).await?;
     Ok(())
 }
