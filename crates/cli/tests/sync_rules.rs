@@ -155,17 +155,20 @@ fn given_a_live_link_when_either_side_adds_internal_notes_and_attachments_then_t
     // the senders held them back: the receivers had nothing to refuse
     assert_eq!((acme.quarantined(), bolt.quarantined()), (0, 0));
 
-    // making a shared note internal does not send the change either
-    acme.ok(&[
-        "note",
-        "edit",
-        &id,
-        &a_shared,
-        "--text",
-        "now private",
-        "--internal",
-        "true",
-    ]);
+    // making a shared note internal is refused (exit 3): the flag is fixed once outsourced
+    acme.refused(
+        &[
+            "note",
+            "edit",
+            &id,
+            &a_shared,
+            "--text",
+            "now private",
+            "--internal",
+            "true",
+        ],
+        3,
+    );
     settle(&acme, &bolt);
     assert_eq!(get_item(&bolt, &id, &a_shared)["text"], "for bolt");
     assert_eq!((acme.quarantined(), bolt.quarantined()), (0, 0));

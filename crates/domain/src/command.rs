@@ -230,6 +230,21 @@ fn decide_ticket(
                 None => cur_text.clone(),
             };
             let internal = internal.unwrap_or(cur_internal);
+            if internal != cur_internal && !t.links.is_empty() {
+                // Flipping the flag would make one side hold as shared what the other never
+                // got (or keep what should have been withdrawn).
+                return Err(refuse(
+                    format!(
+                        "make note {item} {}",
+                        if internal { "internal" } else { "shared" }
+                    ),
+                    format!(
+                        "the ticket is outsourced and the note is {}; its internal flag is fixed",
+                        t.sharing(i).name()
+                    ),
+                    vec!["note edit --text".into(), "note delete".into()],
+                ));
+            }
             if text == cur_text && internal == cur_internal {
                 return Ok(vec![]);
             }

@@ -9,6 +9,7 @@ mod common;
 
 use common::*;
 use ticketsync_domain::sync::{self, time_as_note, Incoming, QuarantineKind};
+use ticketsync_domain::DomainError;
 use ticketsync_domain::{
     Command, Event, EventMeta, Item, ItemBody, ItemId, ItemKind, LinkChange, OutsourceCommand,
     OutsourceStatus, Sharing, Side, Snapshot, Timestamp,
@@ -247,12 +248,12 @@ fn given_live_link_when_internal_note_or_attachment_added_then_nothing_routes() 
 }
 
 #[test]
-fn given_shared_note_when_author_makes_it_internal_then_the_edit_does_not_route() {
+fn given_shared_note_when_author_makes_it_internal_then_refused_and_nothing_sent() {
     // given
     let mut net = in_progress_with_items();
     let sent = net.sent();
     // when
-    net.given(
+    let r = net.when(
         &alice(),
         Command::EditNote {
             item: item(1),
@@ -260,15 +261,19 @@ fn given_shared_note_when_author_makes_it_internal_then_the_edit_does_not_route(
             internal: Some(true),
         },
     );
-    // then
+    // then: flipping the flag would leave the sides disagreeing on what is shared
+    let Err(DomainError::Refused(refusal)) = r else {
+        panic!("expected a refusal, got {r:?}");
+    };
+    assert!(
+        refusal.state.contains("internal flag is fixed"),
+        "{refusal}"
+    );
     assert_eq!(net.sent(), sent);
     let ItemBody::Note { text, .. } = &net.item(PARTNER, item(1)).body else {
         panic!("note expected");
     };
-    assert_eq!(
-        text, "lead note",
-        "the internal text never reached the partner"
-    );
+    assert_eq!(text, "lead note");
 }
 
 #[test]

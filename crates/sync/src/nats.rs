@@ -60,6 +60,9 @@ struct Shared {
     stats: Mutex<RunStats>,
     /// Per partner: the seq the relay must publish again from (set by resend requests).
     resend_from: Mutex<HashMap<String, u64>>,
+    /// Per partner: how many resends the relay has made; part of a republished message's
+    /// id, so JetStream's duplicate window does not swallow a batch the receiver asked for.
+    resend_epoch: Mutex<HashMap<String, u64>>,
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -86,6 +89,7 @@ pub async fn run(
         client,
         stats: Mutex::new(RunStats::default()),
         resend_from: Mutex::new(HashMap::new()),
+        resend_epoch: Mutex::new(HashMap::new()),
     });
     if opts.once {
         drain(&shared).await?;
@@ -208,6 +212,13 @@ fn pack(entries: Vec<ticketsync_store::ChannelEntry>) -> Vec<Vec<WireEntry>> {
 async fn publish_pending(shared: &Shared, p: &Partner, mut cursor: u64) -> Result<u64> {
     let me = shared.inst.name().to_string();
     let subject = data_subject(&me, &p.name);
+    let epoch = shared
+        .resend_epoch
+        .lock()
+        .await
+        .get(&p.name)
+        .copied()
+        .unwrap_or(0);
     let mut inflight: VecDeque<(u64, jetstream::context::PublishAckFuture)> = VecDeque::new();
     loop {
         let entries = shared.inst.store.read_outbox(&p.name, cursor, 1024).await?;
@@ -219,10 +230,14 @@ async fn publish_pending(shared: &Shared, p: &Partner, mut cursor: u64) -> Resul
             let n = chunk.len() as u64;
             let msg = Message::sealed(&me, &p.name, chunk, &p.secret);
             let mut headers = async_nats::HeaderMap::new();
-            headers.insert(
-                async_nats::header::NATS_MESSAGE_ID,
-                format!("{me}.{}.{first}.{last}", p.name).as_str(),
-            );
+            // A first publish and its retries share an id (the broker drops the copy); a
+            // republish asked for by the receiver gets a new one.
+            let id = if epoch == 0 {
+                format!("{me}.{}.{first}.{last}", p.name)
+            } else {
+                format!("{me}.{}.{first}.{last}.r{epoch}", p.name)
+            };
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
             let fut = shared
                 .js
                 .publish_with_headers(subject.clone(), headers, msg.encode().into())
@@ -275,6 +290,12 @@ async fn relay_loop(shared: Arc<Shared>, name: String, shutdown: CancellationTok
             if let Some(r) = shared.resend_from.lock().await.remove(&p.name) {
                 tracing::info!(partner = %p.name, from_seq = r, "publishing again on request");
                 from = from.min(r.saturating_sub(1));
+                *shared
+                    .resend_epoch
+                    .lock()
+                    .await
+                    .entry(p.name.clone())
+                    .or_insert(0) += 1;
             }
             let c = publish_pending(&shared, &p, from).await?;
             if last_head.elapsed() >= HEAD_INTERVAL {
@@ -416,6 +437,7 @@ async fn control_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
     while !shutdown.is_cancelled() {
         let step = async {
             let mut sub = shared.client.subscribe(control_subject(&name, &me)).await?;
+            let mut behind_since: Option<u64> = None;
             loop {
                 let raw = tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
@@ -437,9 +459,16 @@ async fn control_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
                     }
                     Control::Head { seq, .. } => {
                         let mine = shared.inst.store.inbound_head(&p.name).await?;
+                        // Behind on two announcements in a row without moving: what is
+                        // missing is not on its way (a broker lost it); ask for it.
+                        let stalled = behind_since == Some(mine.seq);
                         if seq > mine.seq && p.state == PartnerState::Paired {
-                            // Messages may still be on their way; asking is harmless either way.
-                            request_resend(&shared, &p, mine.seq + 1).await?;
+                            if stalled {
+                                request_resend(&shared, &p, mine.seq + 1).await?;
+                            }
+                            behind_since = Some(mine.seq);
+                        } else {
+                            behind_since = None;
                         }
                     }
                 }
