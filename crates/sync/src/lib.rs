@@ -8,6 +8,8 @@
 
 pub mod inbound;
 pub mod nats;
+pub mod outbound;
 
 pub use inbound::{apply_message, Outcome};
 pub use nats::{run, RunOptions, RunStats};
+pub use outbound::{outbound_messages, pack};

@@ -13,13 +13,13 @@ use futures::StreamExt;
 use ticketsync_app::{now_ms, Instance};
 use ticketsync_store::{Partner, PartnerState};
 use ticketsync_wire::channel::{
-    control_subject, data_subject, stream_name, Control, ControlMessage, Message, WireEntry,
-    MAX_ENTRIES_PER_MESSAGE, MAX_MESSAGE_BYTES,
+    control_subject, data_subject, stream_name, Control, ControlMessage, Message,
 };
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::inbound::apply_message;
+use crate::outbound::pack;
 
 /// Publishes awaiting their broker acknowledgement, per channel.
 pub const MAX_INFLIGHT_PUBLISHES: usize = 64;
@@ -178,33 +178,6 @@ async fn ensure_stream(js: &jetstream::Context, from: &str, to: &str) -> Result<
     })
     .await
     .map_err(|e| anyhow!("cannot create stream {}: {e}", stream_name(from, to)))
-}
-
-/// Groups outbox entries into messages within the size and count limits.
-fn pack(entries: Vec<ticketsync_store::ChannelEntry>) -> Vec<Vec<WireEntry>> {
-    let mut out: Vec<Vec<WireEntry>> = vec![];
-    let mut cur: Vec<WireEntry> = vec![];
-    let mut bytes = 0usize;
-    for e in entries {
-        let size = e.body.len() + 80;
-        if !cur.is_empty()
-            && (cur.len() >= MAX_ENTRIES_PER_MESSAGE || bytes + size > MAX_MESSAGE_BYTES)
-        {
-            out.push(std::mem::take(&mut cur));
-            bytes = 0;
-        }
-        bytes += size;
-        cur.push(WireEntry {
-            seq: e.seq,
-            prev_hash: e.prev_hash,
-            hash: e.hash,
-            body: e.body,
-        });
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
 }
 
 /// Publishes outbox entries after `cursor` until none are left; returns the new cursor.
