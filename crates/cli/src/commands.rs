@@ -9,8 +9,8 @@ use serde_json::json;
 use ticketsync_domain::command::{ChargePatch, TimePatch};
 use ticketsync_domain::{Attachment, Charge, Command, ItemId, ItemKind, TicketId, TimeEntry};
 use ticketsync_projections::{rebuild, ticket_as_of, TicketProjection, TicketView, TICKETS};
-use ticketsync_store::verify_log;
 use ticketsync_store::MAX_READ_BATCH;
+use ticketsync_store::{verify_channels, verify_log};
 use ticketsync_wire::ReplayLine;
 use ulid::Ulid;
 
@@ -459,30 +459,51 @@ async fn verify(inst: &Instance, json: bool) -> Result<u8> {
     let bar = progress_bar(inst.store.head().await?.position, "verify");
     let report = verify_log(inst.store.as_ref(), &mut |n| bar.set_position(n)).await?;
     bar.finish_and_clear();
+    let channels = verify_channels(inst.store.as_ref(), inst.name().as_str()).await?;
+    let channels_ok = channels.iter().all(|c| c.problem.is_none());
     if json {
         let v = json!({
-            "ok": report.problem.is_none(),
+            "ok": report.problem.is_none() && channels_ok,
             "checked": report.checked,
             "head": { "position": report.last_good.position, "hash": hex::encode(report.last_good.hash) },
             "problem": report.problem.as_ref().map(|p| json!({
                 "position": p.position, "kind": p.kind, "detail": p.detail,
             })),
+            "channels": channels.iter().map(|c| json!({
+                "partner": c.partner, "checked": c.checked,
+                "head": { "seq": c.head.seq, "hash": hex::encode(c.head.hash) },
+                "problem": c.problem.as_ref().map(|(seq, d)| json!({ "seq": seq, "detail": d })),
+            })).collect::<Vec<_>>(),
         });
         println!("{v}");
-    } else if let Some(p) = &report.problem {
-        println!(
-            "FAILED at position {} ({}): {}",
-            p.position, p.kind, p.detail
-        );
     } else {
-        println!(
-            "ok: {} entries, chain intact, head {} {}",
-            report.checked,
-            report.last_good.position,
-            hex::encode(report.last_good.hash)
-        );
+        if let Some(p) = &report.problem {
+            println!(
+                "FAILED at position {} ({}): {}",
+                p.position, p.kind, p.detail
+            );
+        } else {
+            println!(
+                "ok: {} entries, chain intact, head {} {}",
+                report.checked,
+                report.last_good.position,
+                hex::encode(report.last_good.hash)
+            );
+        }
+        for c in &channels {
+            match &c.problem {
+                Some((seq, d)) => println!("FAILED channel to {} at seq {seq}: {d}", c.partner),
+                None => println!(
+                    "ok: channel to {}: {} entries, head {} {}",
+                    c.partner,
+                    c.checked,
+                    c.head.seq,
+                    hex::encode(c.head.hash)
+                ),
+            }
+        }
     }
-    Ok(if report.problem.is_some() {
+    Ok(if report.problem.is_some() || !channels_ok {
         exit::VERIFY_FAILED
     } else {
         exit::OK

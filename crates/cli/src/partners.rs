@@ -230,7 +230,8 @@ pub async fn sync(inst: Instance, c: SyncCmd) -> Result<u8> {
                     "outbound": { "seq": out.seq, "hash": hex::encode(out.hash), "acked": acked, "lag": out.seq - acked.min(out.seq) },
                     "inbound": { "seq": inn.seq, "hash": hex::encode(inn.hash) },
                     "quarantined": q.len(),
-                    "last_error": q.last().map(|r| format!("{}: {}", r.kind, r.detail)),
+                    "last_error": inst.store.get_meta(&format!("sync.last_error.{}", p.name)).await?,
+                    "last_quarantine": q.last().map(|r| format!("{} {}: {}", Timestamp(r.received_at), r.kind, r.detail)),
                 }));
             }
             if json {
@@ -252,6 +253,9 @@ pub async fn sync(inst: Instance, c: SyncCmd) -> Result<u8> {
                         &r["outbound"]["hash"].as_str().unwrap_or("")[..16],
                         &r["inbound"]["hash"].as_str().unwrap_or("")[..16],
                     );
+                    if let Some(e) = r["last_error"].as_str() {
+                        println!("{:<20}  last error: {e}", "");
+                    }
                 }
             }
         }

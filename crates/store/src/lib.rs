@@ -22,7 +22,7 @@ pub use channel::{
 };
 pub use error::StoreError;
 pub use sqlite::SqliteStore;
-pub use verify::{verify_log, VerifyProblem, VerifyReport};
+pub use verify::{verify_channels, verify_log, ChannelReport, VerifyProblem, VerifyReport};
 
 /// The store schema this build writes and understands.
 pub const STORE_SCHEMA: u32 = 2;

@@ -185,3 +185,71 @@ pub async fn verify_log(
         problem: None,
     })
 }
+
+/// The outcome of walking one outbound channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelReport {
+    pub partner: String,
+    /// Entries examined.
+    pub checked: u64,
+    /// The last entry found good.
+    pub head: crate::ChannelHead,
+    /// The first problem: (seq, description).
+    pub problem: Option<(u64, String)>,
+}
+
+/// Walks the outbound channel from `me` to every partner: seqs contiguous from 1, each
+/// `prev_hash` the previous entry's hash, each hash the channel hash of the entry.
+pub async fn verify_channels(
+    store: &dyn Store,
+    me: &str,
+) -> Result<Vec<ChannelReport>, StoreError> {
+    let mut out = vec![];
+    for p in store.list_partners().await? {
+        let mut head = crate::ChannelHead {
+            seq: 0,
+            hash: GENESIS_HASH,
+        };
+        let mut checked = 0;
+        let mut problem = None;
+        'walk: loop {
+            let batch = store.read_outbox(&p.name, head.seq, MAX_READ_BATCH).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for e in batch {
+                checked += 1;
+                let want = head.seq + 1;
+                let computed =
+                    ticketsync_wire::channel_hash(&e.prev_hash, e.seq, me, &p.name, &e.body);
+                let why = if e.seq != want {
+                    Some(format!(
+                        "expected seq {want}, found {}: an entry is missing",
+                        e.seq
+                    ))
+                } else if e.prev_hash != head.hash {
+                    Some("prev_hash does not match the previous entry".to_string())
+                } else if computed != e.hash {
+                    Some("the entry does not hash to its stored hash: it was changed".to_string())
+                } else {
+                    None
+                };
+                if let Some(w) = why {
+                    problem = Some((want, w));
+                    break 'walk;
+                }
+                head = crate::ChannelHead {
+                    seq: e.seq,
+                    hash: e.hash,
+                };
+            }
+        }
+        out.push(ChannelReport {
+            partner: p.name,
+            checked,
+            head,
+            problem,
+        });
+    }
+    Ok(out)
+}

@@ -303,6 +303,7 @@ async fn relay_loop(shared: Arc<Shared>, name: String, shutdown: CancellationTok
                 // Unacknowledged publishes are published again from the last acked seq.
                 cursor = None;
                 tracing::warn!(partner = %name, "relay: {e:#}; retrying");
+                record_error(&shared, &name, "relay", &e).await;
                 attempt += 1;
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
@@ -392,6 +393,7 @@ async fn inbound_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(partner = %name, "inbound: {e:#}; retrying");
+                record_error(&shared, &name, "inbound", &e).await;
                 attempt += 1;
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
@@ -452,6 +454,7 @@ async fn control_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
             Err(e) => {
                 let e: anyhow::Error = e;
                 tracing::warn!(partner = %name, "control: {e:#}; retrying");
+                record_error(&shared, &name, "control", &e).await;
                 attempt += 1;
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
@@ -492,4 +495,17 @@ async fn drain(shared: &Shared) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Keeps the last error of a partner's channels where `sync status` shows it.
+async fn record_error(shared: &Shared, partner: &str, what: &str, e: &anyhow::Error) {
+    let text = format!("{} {what}: {e:#}", ticketsync_domain::Timestamp(now_ms()));
+    if let Err(err) = shared
+        .inst
+        .store
+        .set_meta(&format!("sync.last_error.{partner}"), &text)
+        .await
+    {
+        tracing::warn!(partner, "cannot record the error: {err}");
+    }
 }
