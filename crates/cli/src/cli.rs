@@ -302,6 +302,9 @@ pub struct TermsArgs {
     pub respond_within: Option<String>,
     #[arg(long)]
     pub instructions: Option<String>,
+    /// How priced lines round to the currency's minor unit: half-up (default), half-even, up, down.
+    #[arg(long)]
+    pub rounding: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -7,7 +7,7 @@ use serde_json::json;
 use ticketsync_app::pairing::{parse_duration_ms, DEFAULT_INVITE_TTL_MS};
 use ticketsync_app::{now_ms, Instance};
 use ticketsync_domain::{
-    Command, Currency, InstanceId, LinkId, OutsourceCommand, Rate, Terms, Timestamp,
+    Command, Currency, InstanceId, LinkId, OutsourceCommand, Rate, Rounding, Terms, Timestamp,
 };
 use ticketsync_projections::links::TermsView;
 use ulid::Ulid;
@@ -104,6 +104,11 @@ fn terms_from(a: TermsArgs, base: Option<&TermsView>) -> Result<Terms> {
             .authorized_charge
             .or(base.and_then(|b| b.authorized_charge)),
         respond_by,
+        rounding: match (&a.rounding, base) {
+            (Some(r), _) => Rounding::parse(r).map_err(|e| Failure::Usage(e.to_string()))?,
+            (None, Some(b)) => Rounding::parse(&b.rounding).unwrap_or_default(),
+            (None, None) => Rounding::default(),
+        },
         instructions: a
             .instructions
             .or_else(|| base.map(|b| b.instructions.clone()))

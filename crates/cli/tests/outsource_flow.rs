@@ -251,9 +251,11 @@ fn given_paired_instances_when_a_ticket_is_sent_accepted_worked_completed_and_ap
     // both sides hold the same link history and the same shared items, each exactly once
     let (lv, pv) = (acme.show(&id), bolt.show(&id));
     assert_eq!(link_set(&lv), link_set(&pv));
+    // (the lead's own record of the completed work, a cost line and a note, stays local)
     let ids = |v: &Value| {
         let mut ids: Vec<String> = items_of(v)
             .iter()
+            .filter(|i| i["sharing"] == "shared" || i["sharing"] == "diverged")
             .map(|i| i["id"].as_str().expect("id").to_string())
             .collect();
         ids.sort();
@@ -263,6 +265,18 @@ fn given_paired_instances_when_a_ticket_is_sent_accepted_worked_completed_and_ap
     want.sort();
     assert_eq!(ids(&lv), want);
     assert_eq!(ids(&pv), want);
+    let local: Vec<Value> = items_of(&lv)
+        .into_iter()
+        .filter(|i| i["sharing"] == "not shared" || i["sharing"] == "internal")
+        .collect();
+    assert_eq!(
+        local.len(),
+        2,
+        "the lead records the partner's work: {local:?}"
+    );
+    assert!(local
+        .iter()
+        .any(|i| i["kind"] == "charge" && i["billable"] == false));
     let again = (acme.sync(), bolt.sync());
     assert_eq!(
         (

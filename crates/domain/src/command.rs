@@ -141,11 +141,15 @@ pub fn decide(
 ) -> Result<Vec<Event>, DomainError> {
     if let Command::Outsource(oc) = cmd {
         let t = state.ok_or(DomainError::TicketNotFound(id))?;
-        return crate::workflow::decide_outsource(t, ctx, oc);
+        let events = crate::workflow::decide_outsource(t, ctx, oc)?;
+        return Ok(crate::workflow::with_completion_records(t, ctx, events));
     }
     let events = decide_ticket(state, id, ctx, cmd)?;
     Ok(match state {
-        Some(t) if !events.is_empty() => crate::workflow::with_implied_moves(t, ctx, events),
+        Some(t) if !events.is_empty() => {
+            let events = crate::workflow::with_implied_moves(t, ctx, events);
+            crate::workflow::with_completion_records(t, ctx, events)
+        }
         _ => events,
     })
 }

@@ -4,6 +4,7 @@
 //! timestamps are passed in by the caller, so every function here is deterministic and
 //! can be property-tested without a database.
 
+pub mod billing;
 pub mod command;
 pub mod error;
 pub mod event;
@@ -22,6 +23,6 @@ pub use event::{Event, EventMeta, LinkChange, Snapshot};
 pub use ids::{Actor, InstanceId, ItemId, LinkId, TicketId, Timestamp};
 pub use outsource::{Link, Move, OutsourceStatus, Side};
 pub use policy::{Policy, StatusSet};
-pub use terms::{Currency, Rate, Terms};
+pub use terms::{Currency, Rate, Rounding, Terms};
 pub use ticket::{evolve, Item, ItemBody, ItemKind, Sharing, Ticket};
 pub use values::{Attachment, Charge, Sha256Digest, TimeEntry};

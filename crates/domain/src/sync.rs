@@ -216,7 +216,17 @@ pub fn receive(
                 ),
             ));
         }
-        return Ok(vec![Incoming::Remote(ev)]);
+        // A completion arriving from the partner: the lead records the partner's work.
+        let after = crate::ticket::evolve(Some(t.clone()), t.id, meta, &ev);
+        let mut out = vec![Incoming::Remote(ev)];
+        if let Some(after) = after {
+            out.extend(
+                crate::workflow::completion_records(&after, me)
+                    .into_iter()
+                    .map(Incoming::Local),
+            );
+        }
+        return Ok(out);
     }
     let Some(link) = t.current_link() else {
         return Err(q(

@@ -77,6 +77,65 @@ pub struct Terms {
     /// The partner must accept or decline before this moment, or the offer expires.
     pub respond_by: Option<Timestamp>,
     pub instructions: String,
+    /// How each priced line is rounded to the currency's minor unit.
+    pub rounding: Rounding,
+}
+
+/// Rounding of a priced line to the currency's minor unit (cents; none for JPY).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Rounding {
+    /// Halves away from zero (commercial rounding): 0.125 -> 0.13.
+    #[default]
+    HalfUp,
+    /// Halves to the even neighbour (banker's rounding): 0.125 -> 0.12.
+    HalfEven,
+    /// Always up: 0.121 -> 0.13.
+    Up,
+    /// Always down: 0.129 -> 0.12.
+    Down,
+}
+
+impl Rounding {
+    pub const ALL: [Rounding; 4] = [
+        Rounding::HalfUp,
+        Rounding::HalfEven,
+        Rounding::Up,
+        Rounding::Down,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Rounding::HalfUp => "half-up",
+            Rounding::HalfEven => "half-even",
+            Rounding::Up => "up",
+            Rounding::Down => "down",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Rounding, DomainError> {
+        Rounding::ALL
+            .iter()
+            .copied()
+            .find(|r| r.name() == s.trim())
+            .ok_or_else(|| {
+                invalid(
+                    "rounding",
+                    format!("{s:?} is not one of half-up, half-even, up, down"),
+                )
+            })
+    }
+
+    /// Rounds `amount` to the minor unit of `currency`.
+    pub fn apply(self, amount: Decimal, currency: Currency) -> Decimal {
+        use rust_decimal::RoundingStrategy as S;
+        let strategy = match self {
+            Rounding::HalfUp => S::MidpointAwayFromZero,
+            Rounding::HalfEven => S::MidpointNearestEven,
+            Rounding::Up => S::AwayFromZero,
+            Rounding::Down => S::ToZero,
+        };
+        amount.round_dp_with_strategy(currency.minor_units(), strategy)
+    }
 }
 
 /// Most hours a link may authorize.
@@ -114,6 +173,7 @@ impl Terms {
             authorized_charge,
             respond_by: self.respond_by,
             instructions,
+            rounding: self.rounding,
         })
     }
 }

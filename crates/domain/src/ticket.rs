@@ -74,6 +74,23 @@ impl Ticket {
         )
     }
 
+    /// The version of an item both sides hold: the last one its author gave it while the
+    /// link it was shared on was live (`None`: deleted, or never shared).
+    pub fn shared_version<'a>(&self, item: &'a Item) -> Option<&'a ItemBody> {
+        let first = item.author_versions.first()?;
+        if !self.live_at(first.0) {
+            return None;
+        }
+        let link = self.link_at(first.0).map(|l| l.id);
+        let mut current = first.1.as_ref();
+        for (seq, v) in &item.author_versions[1..] {
+            if self.live_at(*seq) && self.link_at(*seq).map(|l| l.id) == link {
+                current = v.as_ref();
+            }
+        }
+        current
+    }
+
     /// The instance whose log holds this ticket: the one that created it locally (a lead
     /// creates its tickets; a partner creates the insourced copy when it arrives).
     pub fn home(&self) -> &InstanceId {
@@ -125,6 +142,10 @@ pub struct Item {
     pub foreign_change: bool,
     /// The `link_seq` of each edit or delete by the author.
     pub author_change_seqs: Vec<u32>,
+    /// Every version its author gave it, with the `link_seq` then: the add, each edit,
+    /// and `None` for a delete. What both sides hold of it is the last version given
+    /// while the link it was shared on was live ([`Ticket::shared_version`]).
+    pub author_versions: Vec<(u32, Option<ItemBody>)>,
 }
 
 impl Item {
@@ -202,13 +223,14 @@ fn apply(t: &mut Ticket, meta: &EventMeta, event: &Event) {
         t.items.entry(item).or_insert_with(|| Item {
             id: item,
             author: meta.actor.clone(),
-            body,
+            body: body.clone(),
             deleted: false,
             diverged: false,
             link_seq: meta.link_seq,
             received,
             foreign_change: false,
             author_change_seqs: vec![],
+            author_versions: vec![(meta.link_seq, Some(body.clone()))],
         });
     };
     match event {
@@ -250,7 +272,7 @@ fn apply(t: &mut Ticket, meta: &EventMeta, event: &Event) {
         Event::ItemDeleted { item, .. } => {
             if let Some(i) = t.items.get_mut(item) {
                 i.deleted = true;
-                note_change(i, meta);
+                note_change(i, meta, None);
             }
         }
         Event::Outsource { link, change } => {
@@ -268,9 +290,10 @@ fn apply(t: &mut Ticket, meta: &EventMeta, event: &Event) {
     }
 }
 
-fn note_change(i: &mut Item, meta: &EventMeta) {
+fn note_change(i: &mut Item, meta: &EventMeta, new: Option<&ItemBody>) {
     if i.author.instance == meta.actor.instance {
         i.author_change_seqs.push(meta.link_seq);
+        i.author_versions.push((meta.link_seq, new.cloned()));
     } else {
         i.foreign_change = true;
     }
@@ -279,7 +302,7 @@ fn note_change(i: &mut Item, meta: &EventMeta) {
 fn edit(t: &mut Ticket, item: ItemId, meta: &EventMeta, body: ItemBody) {
     if let Some(i) = t.items.get_mut(&item) {
         if i.body.kind() == body.kind() && !i.deleted {
-            note_change(i, meta);
+            note_change(i, meta, Some(&body));
             i.body = body;
         }
     }

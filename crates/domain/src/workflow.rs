@@ -269,3 +269,97 @@ pub(crate) fn with_implied_moves(
     }
     events
 }
+
+/// The ids of the records a lead's ticket gets when a link completes: derived from the
+/// link id, so both the command path and the inbound path add them at most once.
+pub fn completion_item_ids(link: crate::ids::LinkId) -> (crate::ids::ItemId, crate::ids::ItemId) {
+    let base = link.0 .0;
+    (
+        crate::ids::ItemId(ulid::Ulid(base ^ 0xC057)),
+        crate::ids::ItemId(ulid::Ulid(base ^ 0x5077)),
+    )
+}
+
+/// On the lead's side, when these events complete the current link: the partner's work as
+/// one non-billable cost line (the bill's subtotal) and an internal summary note.
+pub(crate) fn with_completion_records(
+    t: &Ticket,
+    ctx: Context<'_>,
+    mut events: Vec<Event>,
+) -> Vec<Event> {
+    let mut after = Some(t.clone());
+    for e in &events {
+        let meta = crate::event::EventMeta {
+            actor: ctx.actor.clone(),
+            at: ctx.now,
+            link_seq: after.as_ref().map_or(0, Ticket::known),
+        };
+        after = crate::ticket::evolve(after, t.id, &meta, e);
+    }
+    if let Some(after) = after {
+        events.extend(completion_records(&after, &ctx.actor.instance));
+    }
+    events
+}
+
+/// The cost line and summary note for `me` (when it is the lead of the ticket's current,
+/// Complete link), unless the ticket already has them.
+pub fn completion_records(after: &Ticket, me: &crate::ids::InstanceId) -> Vec<Event> {
+    let Some(link) = after.current_link() else {
+        return vec![];
+    };
+    if link.lead != *me || link.status != OutsourceStatus::Complete {
+        return vec![];
+    }
+    let (cost_id, note_id) = completion_item_ids(link.id);
+    if after.items.contains_key(&cost_id) {
+        return vec![];
+    }
+    let Some(bill) = crate::billing::bill(after, link.id) else {
+        return vec![];
+    };
+    let worked: rust_decimal::Decimal = bill.lines.iter().map(|l| l.hours).sum();
+    let offset: rust_decimal::Decimal = bill.lines.iter().map(|l| l.offset_hours).sum();
+    let entries = bill
+        .lines
+        .iter()
+        .filter(|l| l.kind == crate::billing::LineKind::Time)
+        .count();
+    let mut summary = format!(
+        "Outsourced work by {} is complete: {entries} time entries, {} h worked",
+        link.partner,
+        worked.normalize()
+    );
+    if !offset.is_zero() {
+        summary.push_str(&format!(", {} h offset", offset.normalize()));
+    }
+    summary.push_str(&format!(
+        ", {} h billable; charges {} {}; total {} {} (terms version {}).",
+        bill.billable_hours.normalize(),
+        bill.charges,
+        bill.currency,
+        bill.subtotal,
+        bill.currency,
+        bill.terms_version
+    ));
+    if bill.over_authorized_hours || bill.over_authorized_charge {
+        summary.push_str(" Over the authorized amount.");
+    }
+    vec![
+        Event::ChargeAdded {
+            item: cost_id,
+            charge: crate::values::Charge {
+                description: format!("Outsourced to {} ({})", link.partner, bill.currency),
+                quantity: rust_decimal::Decimal::ONE,
+                unit_cost: bill.subtotal,
+                unit_price: rust_decimal::Decimal::ZERO,
+                billable: false,
+            },
+        },
+        Event::NoteAdded {
+            item: note_id,
+            text: summary,
+            internal: true,
+        },
+    ]
+}

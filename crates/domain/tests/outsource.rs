@@ -225,7 +225,26 @@ fn every_move_from(from: OutsourceStatus) {
                         link: link1(),
                         change,
                     };
-                    assert_eq!(r, Ok(vec![expected.clone()]), "{case}");
+                    let evs = r.clone().unwrap_or_else(|e| panic!("{case}: refused: {e}"));
+                    assert_eq!(evs.first(), Some(&expected), "{case}");
+                    if side == Side::Lead
+                        && to == OutsourceStatus::Complete
+                        && from != OutsourceStatus::Assigned
+                    {
+                        // the lead records the partner's work: a cost line and a note
+                        assert!(
+                            matches!(
+                                &evs[1..],
+                                [
+                                    Event::ChargeAdded { charge, .. },
+                                    Event::NoteAdded { internal: true, .. }
+                                ] if !charge.billable
+                            ),
+                            "{case}: {evs:?}"
+                        );
+                    } else {
+                        assert_eq!(evs.len(), 1, "{case}: {evs:?}");
+                    }
                     assert_eq!(net.status(me), to, "{case}: own side");
                     assert_eq!(
                         net.sent_since(sent_before),
@@ -1066,6 +1085,22 @@ fn given_live_or_waiting_link_when_either_side_sets_ticket_complete_then_link_co
                 vec![started, changed, by_status.clone()]
             } else {
                 vec![changed, by_status.clone()]
+            };
+            // the lead also records the partner's work (a cost line and a note), kept local
+            let events = if side == Side::Lead {
+                assert!(
+                    matches!(
+                        &events[events.len() - 2..],
+                        [
+                            Event::ChargeAdded { charge, .. },
+                            Event::NoteAdded { internal: true, .. }
+                        ] if !charge.billable
+                    ),
+                    "{case}: {events:?}"
+                );
+                events[..events.len() - 2].to_vec()
+            } else {
+                events
             };
             assert_eq!(events, expected, "{case}");
             assert_eq!(net.ticket(me).status, "Complete", "{case}");

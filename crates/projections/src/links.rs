@@ -5,7 +5,7 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use ticketsync_domain::outsource::{Link, Move, Side, TransitionRecord};
-use ticketsync_domain::{Currency, InstanceId, LinkId, Rate, Terms, Timestamp};
+use ticketsync_domain::{Currency, InstanceId, LinkId, Rate, Rounding, Terms, Timestamp};
 use ticketsync_wire::replay::rfc3339_ms;
 use ulid::Ulid;
 
@@ -52,6 +52,13 @@ pub struct TermsView {
     pub respond_by: Option<String>,
     pub respond_by_ms: Option<i64>,
     pub instructions: String,
+    /// `half-up`, `half-even`, `up` or `down`.
+    #[serde(default = "default_rounding")]
+    pub rounding: String,
+}
+
+fn default_rounding() -> String {
+    Rounding::HalfUp.name().to_string()
 }
 
 /// The current link as `ticket show --json` presents it.
@@ -93,6 +100,7 @@ pub fn terms_view(t: &Terms) -> TermsView {
         respond_by: t.respond_by.map(|r| rfc3339_ms(r.0)),
         respond_by_ms: t.respond_by.map(|r| r.0),
         instructions: t.instructions.clone(),
+        rounding: t.rounding.name().to_string(),
     }
 }
 
@@ -108,6 +116,7 @@ fn terms_of(v: &TermsView) -> Result<Terms, ProjectionError> {
         authorized_charge: v.authorized_charge,
         respond_by: v.respond_by_ms.map(Timestamp),
         instructions: v.instructions.clone(),
+        rounding: Rounding::parse(&v.rounding).map_err(|_| bad("rounding", &v.rounding))?,
     })
 }
 

@@ -72,6 +72,8 @@ pub struct TermsV1 {
     /// Respond-by deadline, ms since the epoch.
     pub respond_by: Option<i64>,
     pub instructions: String,
+    /// `half-up`, `half-even`, `up` or `down`, to the currency's minor unit, per line.
+    pub rounding: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -133,6 +135,7 @@ fn terms_v1(t: &d::Terms) -> TermsV1 {
         authorized_charge: t.authorized_charge,
         respond_by: t.respond_by.map(|r| r.0),
         instructions: t.instructions.clone(),
+        rounding: t.rounding.name().to_string(),
     }
 }
 
@@ -147,6 +150,7 @@ fn terms_domain(t: TermsV1) -> Result<d::Terms, String> {
         authorized_charge: t.authorized_charge,
         respond_by: t.respond_by.map(d::Timestamp),
         instructions: t.instructions,
+        rounding: d::Rounding::parse(&t.rounding).map_err(|e| e.to_string())?,
     })
 }
 

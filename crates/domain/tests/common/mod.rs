@@ -119,6 +119,7 @@ pub fn terms_at(rate: &str, respond_by: Option<i64>, instructions: &str) -> Term
         authorized_charge: Some(d("500")),
         respond_by: respond_by.map(Timestamp),
         instructions: instructions.into(),
+        rounding: Default::default(),
     }
     .validated()
     .expect("valid terms")
