@@ -200,7 +200,12 @@ impl Instance {
 
     /// Loads a ticket's state by folding its stream; returns it with the stream version.
     pub async fn load(&self, id: TicketId) -> Result<(Option<Ticket>, u64)> {
-        let entries = self.store.read_stream(id.0, None).await?;
+        self.load_at(id, None).await
+    }
+
+    /// The ticket's state as of log position `to` (all of it with `None`), and its version.
+    pub async fn load_at(&self, id: TicketId, to: Option<u64>) -> Result<(Option<Ticket>, u64)> {
+        let entries = self.store.read_stream(id.0, to).await?;
         let mut state = None;
         for e in &entries {
             let ev = decode_event(e.schema_version, &e.payload)

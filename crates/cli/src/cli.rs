@@ -55,6 +55,12 @@ pub enum Cmd {
     /// The sync daemon and its state.
     #[command(subcommand)]
     Sync(SyncCmd),
+    /// Invoices for outsourced work (issued as the partner, received as the lead).
+    #[command(subcommand)]
+    Invoice(InvoiceCmd),
+    /// Reports over outsourced and received tickets.
+    #[command(subcommand)]
+    Report(ReportCmd),
     /// Tickets.
     #[command(subcommand)]
     Ticket(TicketCmd),
@@ -116,9 +122,15 @@ pub enum TicketCmd {
         id: String,
         #[arg(long)]
         json: bool,
-        /// Show the ticket as it was at this log position.
-        #[arg(long, value_name = "POSITION")]
-        as_of: Option<u64>,
+        /// Show the ticket as it was at this log position or time (RFC 3339).
+        #[arg(long, value_name = "POSITION|TIMESTAMP")]
+        as_of: Option<String>,
+        /// Print the printable work order instead (with --html).
+        #[arg(long)]
+        work_order: bool,
+        /// HTML output (with --work-order).
+        #[arg(long, requires = "work_order")]
+        html: bool,
     },
     /// List tickets.
     List {
@@ -372,6 +384,41 @@ pub enum SyncCmd {
     },
     /// What was refused and why.
     Quarantine {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InvoiceCmd {
+    /// Every invoice issued or received.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One invoice: by number (BOLT-000001) or by ticket (ULID or number).
+    Show {
+        id: String,
+        #[arg(long, conflicts_with = "html")]
+        json: bool,
+        /// A printable HTML invoice.
+        #[arg(long)]
+        html: bool,
+        /// As it was at this log position or time (RFC 3339).
+        #[arg(long, value_name = "POSITION|TIMESTAMP")]
+        as_of: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReportCmd {
+    /// Per partner and ticket: hours, charges, amount, authorized vs used.
+    Summary {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Outsourced and received tickets by outsource status, with age.
+    Status {
         #[arg(long)]
         json: bool,
     },

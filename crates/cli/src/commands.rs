@@ -53,6 +53,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Cmd::Partner(c) => crate::partners::partner(&inst, c).await,
         Cmd::Outsource(c) => crate::partners::outsource(&inst, c).await,
         Cmd::Sync(c) => crate::partners::sync(inst, c).await,
+        Cmd::Invoice(c) => crate::billing::invoice(&inst, c).await,
+        Cmd::Report(c) => crate::billing::report(&inst, c).await,
     }
 }
 
@@ -79,19 +81,34 @@ async fn ticket(inst: &Instance, c: TicketCmd) -> Result<u8> {
             .await?;
             println!("{id}");
         }
-        TicketCmd::Show { id, json, as_of } => {
+        TicketCmd::Show {
+            id,
+            json,
+            as_of,
+            work_order,
+            html,
+        } => {
             let (tid, current) = inst.resolve(&id).await?;
             let view = match as_of {
                 None => current,
-                Some(pos) => ticket_as_of(inst.store.as_ref(), tid.0, pos, current.number)
-                    .await?
-                    .ok_or_else(|| {
-                        Failure::NotFound(format!(
-                            "ticket {tid} did not exist yet at log position {pos}"
-                        ))
-                    })?,
+                Some(a) => {
+                    let pos = position_of(inst, &a).await?;
+                    ticket_as_of(inst.store.as_ref(), tid.0, pos, current.number)
+                        .await?
+                        .ok_or_else(|| {
+                            Failure::NotFound(format!(
+                                "ticket {tid} did not exist yet at log position {pos}"
+                            ))
+                        })?
+                }
             };
-            if json {
+            if work_order {
+                if html {
+                    print!("{}", render::work_order_html(&view));
+                } else {
+                    print!("{}", render::ticket(&view));
+                }
+            } else if json {
                 println!("{}", serde_json::to_string_pretty(&view)?);
             } else {
                 print!("{}", render::ticket(&view));
@@ -565,4 +582,33 @@ fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     }
     bar.set_message(what.to_string());
     bar
+}
+
+/// A log position from `--as-of`: a position number, or an RFC 3339 time (the last
+/// position recorded at or before it).
+pub async fn position_of(inst: &Instance, a: &str) -> Result<u64> {
+    if let Ok(p) = a.trim().parse::<u64>() {
+        return Ok(p);
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(a.trim())
+        .map_err(|_| {
+            Failure::Usage(format!(
+                "--as-of {a:?} is neither a log position nor an RFC 3339 time (2026-11-22T14:00:00Z)"
+            ))
+        })?
+        .timestamp_millis();
+    let mut last = 0;
+    loop {
+        let batch = inst.store.read_log(last, MAX_READ_BATCH).await?;
+        let Some(end) = batch.last().map(|e| e.position) else {
+            return Ok(last);
+        };
+        for e in &batch {
+            if e.recorded_at > t {
+                return Ok(last);
+            }
+            last = e.position;
+        }
+        last = end;
+    }
 }

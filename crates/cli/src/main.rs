@@ -1,5 +1,6 @@
 //! The `ticketsync` binary: parses the command line, runs the command, maps errors to exit codes.
 
+mod billing;
 mod cli;
 mod commands;
 mod exit;

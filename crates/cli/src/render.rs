@@ -210,3 +210,116 @@ pub fn media_type(filename: &str) -> &'static str {
         _ => "application/octet-stream",
     }
 }
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A printable work order: the ticket, its terms and the work on it (internal items left out).
+pub fn work_order_html(t: &TicketView) -> String {
+    let mut rows = String::new();
+    for i in t.items.iter().filter(|i| !i.deleted && !i.internal) {
+        let what = match &i.body {
+            ItemBodyView::Note { text } => esc(text),
+            ItemBodyView::Time {
+                hours,
+                offset_hours,
+                resource,
+                summary,
+                date,
+                ..
+            } => format!(
+                "{date} &middot; {} &middot; {hours} h{} &middot; {}",
+                esc(resource),
+                if offset_hours.is_zero() {
+                    String::new()
+                } else {
+                    format!(" (offset {offset_hours} h)")
+                },
+                esc(summary)
+            ),
+            ItemBodyView::Charge {
+                description,
+                quantity,
+                ..
+            } => format!("{quantity} &times; {}", esc(description)),
+            ItemBodyView::Attachment { filename, size, .. } => {
+                format!("{} ({size} bytes)", esc(filename))
+            }
+        };
+        let _ = writeln!(
+            rows,
+            "<tr><td>{}</td><td>{}@{}</td><td>{}</td></tr>",
+            esc(&i.kind),
+            esc(&i.author.user),
+            esc(&i.author.instance),
+            what
+        );
+    }
+    let terms = t
+        .outsource
+        .as_ref()
+        .map(|o| {
+            let tm = o.terms.as_ref().map_or(String::new(), |x| {
+                format!(
+                    " &middot; {} {} {}{}",
+                    esc(&x.rate_type),
+                    x.rate,
+                    esc(&x.currency),
+                    x.authorized_hours
+                        .map(|h| format!(" &middot; {h} h authorized"))
+                        .unwrap_or_default()
+                )
+            });
+            let instructions = o
+                .terms
+                .as_ref()
+                .filter(|x| !x.instructions.is_empty())
+                .map(|x| {
+                    format!(
+                        "<p><strong>Instructions:</strong> {}</p>",
+                        esc(&x.instructions)
+                    )
+                })
+                .unwrap_or_default();
+            format!(
+                "<p>Outsourced by {} to {} &middot; {}{tm}</p>{instructions}",
+                esc(&o.lead),
+                esc(&o.partner),
+                esc(&o.status)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Work order #{num}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2.5cm; color: #111; }}
+h1 {{ font-size: 22px; margin: 0 0 4px; }} .muted {{ color: #555; }}
+table {{ width: 100%; border-collapse: collapse; margin-top: 16px; }}
+th, td {{ border-bottom: 1px solid #ccc; padding: 6px 4px; text-align: left; vertical-align: top; }}
+.sign {{ margin-top: 48px; display: flex; gap: 64px; }} .sign div {{ border-top: 1px solid #111; width: 220px; padding-top: 4px; }}
+</style></head><body>
+<h1>Work order #{num}: {title}</h1>
+<div class="muted">{id} &middot; customer {customer} &middot; status {status} &middot; opened {created}</div>
+{terms}<p>{description}</p>
+<table><thead><tr><th>Type</th><th>By</th><th>Work</th></tr></thead><tbody>
+{rows}</tbody></table>
+<p>Total {hours} h ({billable} h billable).</p>
+<div class="sign"><div>Technician</div><div>Customer</div></div>
+</body></html>
+"#,
+        num = t.number,
+        title = esc(&t.title),
+        id = esc(&t.id),
+        customer = esc(t.customer.as_deref().unwrap_or("-")),
+        status = esc(&t.status),
+        created = esc(&t.created_at),
+        description = esc(&t.description),
+        hours = t.totals.hours,
+        billable = t.totals.billable_hours,
+    )
+}

@@ -134,7 +134,10 @@ impl Rounding {
             Rounding::Up => S::AwayFromZero,
             Rounding::Down => S::ToZero,
         };
-        amount.round_dp_with_strategy(currency.minor_units(), strategy)
+        let mut r = amount.round_dp_with_strategy(currency.minor_units(), strategy);
+        // Shown with exactly the currency's digits: 25 EUR is 25.00.
+        r.rescale(currency.minor_units());
+        r
     }
 }
 

@@ -1,6 +1,7 @@
 //! Read models built from the log: the checkpointed runner, the ticket projection,
 //! projection digests, rebuild and point-in-time views.
 
+pub mod billing;
 pub mod links;
 pub mod runner;
 pub mod ticket;

@@ -46,9 +46,21 @@ pub struct TicketView {
     pub outsource: Option<OutsourceView>,
     /// Every link of the ticket with all its transitions, oldest first.
     pub links: Vec<LinkDoc>,
+    /// Invoices this instance issued for the ticket's links (as the partner), by number.
+    #[serde(default)]
+    pub invoices: Vec<InvoiceRef>,
     /// Every item in the order added, deleted ones included and marked.
     pub items: Vec<ItemView>,
     pub history: Vec<HistoryView>,
+}
+
+/// An invoice this instance issued: its number in the instance's own sequence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceRef {
+    pub number: u64,
+    pub link_id: String,
+    /// When the link completed (the invoice date).
+    pub issued_at: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +155,9 @@ pub struct HistoryView {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Numbers {
     last: u64,
+    /// The last invoice number this instance issued.
+    #[serde(default)]
+    last_invoice: u64,
 }
 
 fn kind_key(k: ItemKind) -> &'static str {
@@ -310,6 +325,7 @@ pub fn apply_entry(
             outsource_status: None,
             outsource: None,
             links: vec![],
+            invoices: vec![],
             items: vec![],
             history: vec![],
         },
@@ -542,6 +558,25 @@ impl Projection for TicketProjection {
             let next = apply_entry(slot.take(), numbers.last + 1, e, &ev)?;
             if creates && next.is_some() {
                 numbers.last += 1;
+            }
+            // The partner issues an invoice, numbered in its own sequence, when a link it
+            // works completes.
+            let mut next = next;
+            if let Some(v) = next.as_mut() {
+                if let Some(o) = &v.outsource {
+                    if o.role == "partner"
+                        && o.status == "Complete"
+                        && o.accepted_terms_version.is_some()
+                        && !v.invoices.iter().any(|i| i.link_id == o.link_id)
+                    {
+                        numbers.last_invoice += 1;
+                        v.invoices.push(InvoiceRef {
+                            number: numbers.last_invoice,
+                            link_id: o.link_id.clone(),
+                            issued_at: rfc3339_ms(e.occurred_at),
+                        });
+                    }
+                }
             }
             *slot = next;
         }
