@@ -11,7 +11,10 @@ use std::str::FromStr;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
-use ticketsync_domain::{Attachment, Charge, Event, ItemId, ItemKind, Sha256Digest, TimeEntry};
+use ticketsync_domain::{
+    Attachment, Charge, Currency, Event, InstanceId, ItemId, ItemKind, LinkChange, LinkId, Rate,
+    Rounding, Sha256Digest, Snapshot, Terms, TimeEntry, Timestamp,
+};
 use ticketsync_wire::codec::MAX_PAYLOAD_BYTES;
 use ticketsync_wire::{
     decode_event, encode_event, event_data_json, LogEntry, NewEntry, ReplayLine, WireError,
@@ -53,7 +56,7 @@ fn samples() -> Vec<Event> {
     }
     digest[0] = 0x00;
     digest[31] = 0xff;
-    vec![
+    let samples_ticket = vec![
         Event::TicketCreated {
             title: "Printer on 3rd floor jams — Drucker klemmt".into(),
             description: "Paper jam in tray 2.\nCustomer says it started Monday. 🖨️".into(),
@@ -132,7 +135,83 @@ fn samples() -> Vec<Event> {
             item: item("01JNQ91MNPQRSTVWXYZ0123456"),
             kind: ItemKind::Charge,
         },
+    ];
+    let mut all = samples_ticket;
+    all.extend(outsource_samples());
+    all
+}
+
+fn link() -> LinkId {
+    LinkId(Ulid::from_string("01JNQ9ABC0000000000000000Z").expect("fixture link id"))
+}
+
+fn terms(rate: Rate, currency: &str, rounding: Rounding) -> Terms {
+    Terms {
+        rate,
+        currency: Currency::parse(currency).expect("fixture currency"),
+        authorized_hours: Some(Decimal::from_str("12.50").expect("decimal")),
+        authorized_charge: None,
+        respond_by: Some(Timestamp(1_741_955_400_789)),
+        instructions: "Bring a pickup roller — Ersatzteil mitnehmen.".into(),
+        rounding,
+    }
+}
+
+/// One fixed sample per outsourcing event type, in `Event::OUTSOURCE_TYPE_NAMES` order.
+fn outsource_samples() -> Vec<Event> {
+    let o = |change: LinkChange| Event::Outsource {
+        link: link(),
+        change,
+    };
+    vec![
+        o(LinkChange::Sent {
+            lead: InstanceId::parse("acme").expect("name"),
+            partner: InstanceId::parse("bolt-2").expect("name"),
+            terms: terms(
+                Rate::Hourly(Decimal::from_str("85.50").expect("decimal")),
+                "EUR",
+                Rounding::HalfUp,
+            ),
+            snapshot: Snapshot {
+                title: "Printer on 3rd floor jams".into(),
+                description: "Tray 2.".into(),
+                customer: Some("Müller & Söhne GmbH".into()),
+            },
+        }),
+        o(LinkChange::TermsProposed {
+            terms: terms(
+                Rate::Flat(Decimal::from_str("1200").expect("decimal")),
+                "JPY",
+                Rounding::HalfEven,
+            ),
+        }),
+        o(LinkChange::Accepted {
+            terms_version: 2,
+            organization: Some("Acme Corp (account 1042)".into()),
+        }),
+        o(LinkChange::Declined {
+            reason: "No technician free this week.".into(),
+        }),
+        o(LinkChange::Canceled),
+        o(LinkChange::Expired),
+        o(LinkChange::Started),
+        o(LinkChange::Completed),
+        o(LinkChange::Rejected {
+            reason: "The printer still jams.".into(),
+        }),
+        o(LinkChange::Approved),
+        o(LinkChange::ForceCompleted),
+        o(LinkChange::CompletedByStatus),
     ]
+}
+
+/// Every event type name, ticket events then outsourcing events, in declaration order.
+fn all_type_names() -> Vec<&'static str> {
+    Event::TYPE_NAMES
+        .iter()
+        .chain(Event::OUTSOURCE_TYPE_NAMES.iter())
+        .copied()
+        .collect()
 }
 
 fn sample(type_name: &str) -> Event {
@@ -223,12 +302,24 @@ golden!(
     charge_edited,
     attachment_added,
     item_deleted,
+    outsource_sent,
+    terms_proposed,
+    outsource_accepted,
+    outsource_declined,
+    outsource_canceled,
+    outsource_expired,
+    outsource_started,
+    insource_completed,
+    completion_rejected,
+    completion_approved,
+    outsource_force_completed,
+    outsource_completed_by_status,
 );
 
 #[test]
 fn samples_cover_every_event_type_once_in_declaration_order() {
     let names: Vec<&str> = samples().iter().map(Event::type_name).collect();
-    assert_eq!(names, Event::TYPE_NAMES.to_vec());
+    assert_eq!(names, all_type_names());
 }
 
 #[test]
@@ -246,7 +337,7 @@ fn fixture_dir_holds_exactly_one_bin_and_json_per_event_type() {
                 .into_owned()
         })
         .collect();
-    let expected: BTreeSet<String> = Event::TYPE_NAMES
+    let expected: BTreeSet<String> = all_type_names()
         .iter()
         .flat_map(|t| [format!("{t}.bin"), format!("{t}.json")])
         .collect();
