@@ -204,8 +204,10 @@ pub async fn sync(inst: Instance, c: SyncCmd) -> Result<u8> {
             })?;
             let shutdown = tokio_util::sync::CancellationToken::new();
             let signal = shutdown.clone();
+            // Registered before anything else, so an early SIGTERM is a clean stop too.
+            let waiter = signal_waiter()?;
             tokio::spawn(async move {
-                wait_for_signal().await;
+                waiter.await;
                 tracing::info!("shutting down: finishing what is in flight");
                 signal.cancel();
             });
@@ -296,24 +298,24 @@ pub async fn sync(inst: Instance, c: SyncCmd) -> Result<u8> {
     Ok(exit::OK)
 }
 
-async fn wait_for_signal() {
+/// Registers for SIGTERM and Ctrl-C now; the returned future completes on either.
+fn signal_waiter() -> Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async move {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

@@ -80,6 +80,20 @@ pub async fn apply_message(inst: &Instance, partner: &Partner, raw: &[u8]) -> Re
             body: w.body,
         };
         let head = inst.store.inbound_head(&partner.name).await?;
+        if entry.seq == head.seq && entry.hash != head.hash {
+            // Another entry already took this seq: the sender's channel forked (someone
+            // holding the pair's secret published behind its daemon). Say so loudly.
+            reject(
+                "channel_fork",
+                format!(
+                    "entry {} differs from the one already applied at that seq; the channel from {} has forked",
+                    entry.seq, partner.name
+                ),
+            )
+            .await?;
+            out.rejected_messages += 1;
+            break;
+        }
         if entry.seq <= head.seq {
             out.duplicates += 1;
             continue;

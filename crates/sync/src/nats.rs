@@ -31,6 +31,10 @@ pub const OUTBOX_POLL: Duration = Duration::from_millis(5);
 pub const HEAD_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the partner list is re-read (new pairings) and deadlines are checked.
 pub const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a JetStream API request or publish ack may take before it is retried.
+pub const JETSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
+/// A resend of the same seq is asked for at most this often.
+pub const RESEND_DEBOUNCE: Duration = Duration::from_millis(500);
 /// Longest wait between retries after an error.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Bytes a channel's JetStream stream may hold (older messages are dropped: the sender's
@@ -63,6 +67,8 @@ struct Shared {
     /// Per partner: how many resends the relay has made; part of a republished message's
     /// id, so JetStream's duplicate window does not swallow a batch the receiver asked for.
     resend_epoch: Mutex<HashMap<String, u64>>,
+    /// Per partner: the last resend asked for and when (to ask once per gap, not per message).
+    last_resend: Mutex<HashMap<String, (u64, Instant)>>,
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -82,7 +88,10 @@ pub async fn run(
         .connect(url)
         .await
         .with_context(|| format!("cannot connect to NATS at {url}"))?;
-    let js = jetstream::new(client.clone());
+    let mut js = jetstream::new(client.clone());
+    // Short request timeouts: after a broker restart, a lost request is retried soon
+    // rather than after the client's default.
+    js.set_timeout(JETSTREAM_TIMEOUT);
     let shared = Arc::new(Shared {
         inst,
         js,
@@ -90,6 +99,7 @@ pub async fn run(
         stats: Mutex::new(RunStats::default()),
         resend_from: Mutex::new(HashMap::new()),
         resend_epoch: Mutex::new(HashMap::new()),
+        last_resend: Mutex::new(HashMap::new()),
     });
     if opts.once {
         drain(&shared).await?;
@@ -358,6 +368,17 @@ async fn handle(shared: &Shared, name: &str, msg: &jetstream::Message) -> Result
 }
 
 async fn request_resend(shared: &Shared, p: &Partner, from_seq: u64) -> Result<()> {
+    {
+        // Every message past a gap would otherwise ask again, and each ask republishes the
+        // whole tail: ask once per gap, again only if it is still open after a while.
+        let mut last = shared.last_resend.lock().await;
+        if let Some((seq, at)) = last.get(&p.name) {
+            if *seq == from_seq && at.elapsed() < RESEND_DEBOUNCE {
+                return Ok(());
+            }
+        }
+        last.insert(p.name.clone(), (from_seq, Instant::now()));
+    }
     let me = shared.inst.name().to_string();
     tracing::info!(partner = %p.name, from_seq, "gap: asking for a resend");
     let m = ControlMessage::sealed(&me, &p.name, Control::Resend { from_seq }, &p.secret);
