@@ -11,7 +11,7 @@ use anyhow::{anyhow, Context as _, Result};
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, stream};
 use futures::StreamExt;
 use ticketsync_app::{now_ms, Instance};
-use ticketsync_store::{Partner, PartnerState};
+use ticketsync_store::Partner;
 use ticketsync_wire::channel::{
     control_subject, data_subject, stream_name, Control, ControlMessage, Message,
 };
@@ -456,9 +456,10 @@ async fn control_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
                     Control::Head { seq, .. } => {
                         let mine = shared.inst.store.inbound_head(&p.name).await?;
                         // Behind on two announcements in a row without moving: what is
-                        // missing is not on its way (a broker lost it); ask for it.
+                        // missing is not on its way (a broker lost it); ask for it. This holds
+                        // for a partner still `invited` too: its lost hello must come again.
                         let stalled = behind_since == Some(mine.seq);
-                        if seq > mine.seq && p.state == PartnerState::Paired {
+                        if seq > mine.seq {
                             if stalled {
                                 request_resend(&shared, &p, mine.seq + 1).await?;
                             }
