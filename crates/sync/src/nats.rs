@@ -399,6 +399,8 @@ async fn inbound_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
                 .messages()
                 .await
                 .map_err(|e| anyhow!("pull: {e}"))?;
+            // Connected: the next error starts its backoff from the beginning again.
+            attempt = 0;
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
@@ -433,6 +435,7 @@ async fn control_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
     while !shutdown.is_cancelled() {
         let step = async {
             let mut sub = shared.client.subscribe(control_subject(&name, &me)).await?;
+            attempt = 0;
             let mut behind_since: Option<u64> = None;
             loop {
                 let raw = tokio::select! {
