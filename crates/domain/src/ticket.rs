@@ -84,9 +84,12 @@ impl Ticket {
         let link = self.link_at(first.0).map(|l| l.id);
         let mut current = first.1.as_ref();
         for (seq, v) in &item.author_versions[1..] {
-            if self.live_at(*seq) && self.link_at(*seq).map(|l| l.id) == link {
-                current = v.as_ref();
+            if !(self.live_at(*seq) && self.link_at(*seq).map(|l| l.id) == link) {
+                // An author's change while not live stays on its side and the item stops
+                // syncing (it is diverged): later versions never reach the other side.
+                break;
             }
+            current = v.as_ref();
         }
         current
     }
@@ -301,9 +304,16 @@ fn note_change(i: &mut Item, meta: &EventMeta, new: Option<&ItemBody>) {
 
 fn edit(t: &mut Ticket, item: ItemId, meta: &EventMeta, body: ItemBody) {
     if let Some(i) = t.items.get_mut(&item) {
-        if i.body.kind() == body.kind() && !i.deleted {
+        if i.body.kind() != body.kind() {
+            return;
+        }
+        if !i.deleted {
             note_change(i, meta, Some(&body));
             i.body = body;
+        } else if i.author.instance == meta.actor.instance {
+            // Deleted here by someone else (a local change); the author's edit still is
+            // the version both sides bill.
+            i.author_versions.push((meta.link_seq, Some(body)));
         }
     }
 }
