@@ -146,22 +146,21 @@ impl Daemon {
             .status()
             .expect("run kill");
         assert!(st.success(), "kill -TERM {pid} failed");
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("wait for the daemon") {
-                break s;
-            }
-            if start.elapsed() > STOP_TIMEOUT {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "the {} daemon did not exit within {STOP_TIMEOUT:?} of SIGTERM; log:\n{}",
-                    self.name,
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let mut status = None;
+        let exited = ticketsync_testkit::poll_until(STOP_TIMEOUT, || {
+            status = child.try_wait().expect("wait for the daemon");
+            status.is_some()
+        });
+        if !exited {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the {} daemon did not exit within {STOP_TIMEOUT:?} of SIGTERM; log:\n{}",
+                self.name,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+        let status = status.expect("exited");
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let stats = log
             .lines()
@@ -588,17 +587,8 @@ pub fn load_ticket(site: &Site, id: &str) -> ticketsync_domain::Ticket {
 
 /// Polls `cond` until it holds or `timeout` passes; says which (for observing what a
 /// test does not assert).
-pub fn observe_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return true;
-        }
-        if start.elapsed() >= timeout {
-            return false;
-        }
-        std::thread::sleep(ticketsync_testkit::POLL_INTERVAL);
-    }
+pub fn observe_until(timeout: Duration, cond: impl FnMut() -> bool) -> bool {
+    ticketsync_testkit::poll_until(timeout, cond)
 }
 
 /// The pair's secret as the partner's SQLite file holds it (`partners.secret`).
