@@ -229,6 +229,60 @@ impl Instance {
         id: TicketId,
         cmd: Command,
     ) -> Result<Vec<LogEntry>> {
+        let written = self.execute_once(actor, id, cmd).await?;
+        if !written.is_empty() {
+            // A command that completed a link this instance works as the partner issues
+            // its invoice now. The command itself succeeded either way: a failure here is
+            // retried by the daemon's housekeeping, so say so and go on.
+            if let Err(e) = self.issue_pending_invoices(id).await {
+                tracing::warn!(ticket = %id, "issuing the invoice failed: {e:#}");
+                eprintln!(
+                    "warning: the invoice was not issued yet (the sync daemon retries): {e:#}"
+                );
+            }
+        }
+        Ok(written)
+    }
+
+    /// Partner: appends the `invoice_issued` event of every invoice of ticket `id` that
+    /// the projection numbered but whose event is not in the log yet, so that it goes to
+    /// the lead. Idempotent: returns how many it issued now.
+    pub async fn issue_pending_invoices(&self, id: TicketId) -> Result<usize> {
+        let Some(view) = TicketProjection::get(self.store.as_ref(), id.0).await? else {
+            return Ok(0);
+        };
+        let system = Actor {
+            instance: self.name().clone(),
+            user: domain::sync::SYSTEM_USER.into(),
+        };
+        let mut issued = 0;
+        for i in view.invoices.iter().filter(|i| i.stated.is_none()) {
+            // On the lead every invoice record comes from the partner's event, so only
+            // the partner's own numbered-but-unstated invoices are found here.
+            let link: domain::LinkId = i
+                .link_id
+                .parse()
+                .with_context(|| format!("link id {:?} of ticket {id}", i.link_id))?;
+            let cmd = Command::IssueInvoice {
+                link,
+                number: i.number,
+            };
+            if !self.execute_once(&system, id, cmd).await?.is_empty() {
+                tracing::info!(ticket = %id, number = i.number, "invoice issued");
+                issued += 1;
+            }
+        }
+        Ok(issued)
+    }
+
+    /// One command, decided and appended (again on a write conflict), without the
+    /// follow-up of [`Instance::execute_as`].
+    async fn execute_once(
+        &self,
+        actor: &Actor,
+        id: TicketId,
+        cmd: Command,
+    ) -> Result<Vec<LogEntry>> {
         // Catch up first: a log this build cannot read (a newer event schema, a damaged
         // entry) must stop the command before anything is appended.
         self.refresh().await?;

@@ -9,7 +9,7 @@ use ticketsync_app::{now_ms, Instance};
 use ticketsync_domain::billing::bill;
 use ticketsync_domain::{LinkId, TicketId};
 use ticketsync_projections::billing::{bill_view, BillView};
-use ticketsync_projections::{TicketProjection, TicketView};
+use ticketsync_projections::{StatedInvoice, TicketProjection, TicketView};
 
 use crate::cli::{InvoiceCmd, ReportCmd};
 use crate::exit::{self, Failure};
@@ -25,6 +25,22 @@ struct Invoice {
     issued_at: Option<String>,
     status: String,
     bill: BillView,
+    /// What the partner stated in its `invoice_issued` event, if it has arrived.
+    stated: Option<StatedInvoice>,
+}
+
+impl Invoice {
+    /// Whether the partner's stated invoice matches the bill computed here (`None`
+    /// until the partner's statement is in this instance's log).
+    fn agrees(&self) -> Option<bool> {
+        self.stated.as_ref().map(|s| {
+            s.lines_digest == self.bill.digest
+                && s.subtotal == self.bill.subtotal
+                && s.currency == self.bill.currency
+                && s.terms_version == self.bill.terms_version
+                && s.lines as usize == self.bill.lines.len()
+        })
+    }
 }
 
 fn invoice_json(i: &Invoice) -> Value {
@@ -47,6 +63,11 @@ fn invoice_json(i: &Invoice) -> Value {
         "over_authorized_hours": i.bill.over_authorized_hours,
         "over_authorized_charge": i.bill.over_authorized_charge,
         "digest": i.bill.digest,
+        "stated": i.stated.as_ref().map(|s| json!({
+            "lines_digest": s.lines_digest, "subtotal": s.subtotal, "currency": s.currency,
+            "terms_version": s.terms_version, "lines": s.lines, "position": s.position,
+        })),
+        "agrees": i.agrees(),
     })
 }
 
@@ -82,16 +103,13 @@ async fn invoice_for(
     } else {
         "partner"
     };
-    let number = view
-        .invoices
-        .iter()
-        .find(|i| i.link_id == l.id.to_string())
-        .map(|i| i.number);
-    let issued_at = view
-        .invoices
-        .iter()
-        .find(|i| i.link_id == l.id.to_string())
-        .map(|i| i.issued_at.clone());
+    let record = view.invoices.iter().find(|i| i.link_id == l.id.to_string());
+    let number = record.map(|i| i.number);
+    let issued_at = record.map(|i| i.issued_at.clone());
+    // As of an earlier position the statement may not have existed yet.
+    let stated = record
+        .and_then(|i| i.stated.clone())
+        .filter(|s| as_of.is_none_or(|p| s.position <= p));
     Ok(Invoice {
         number,
         role: role.into(),
@@ -101,6 +119,7 @@ async fn invoice_for(
         issued_at,
         status: l.status.name().into(),
         bill: bill_view(&b),
+        stated,
         ticket: view,
     })
 }
@@ -190,8 +209,16 @@ async fn find_invoice(inst: &Instance, id: &str, as_of: Option<u64>) -> Result<I
         let n: u64 = digits
             .parse()
             .map_err(|_| Failure::Usage(format!("bad invoice number {id:?}")))?;
+        // The number's prefix names the issuer: numbers of different partners overlap.
+        let issuer = id[..id.len() - digits.len() - 1].to_lowercase();
         for t in TicketProjection::list(inst.store.as_ref()).await? {
-            if let Some(r) = t.invoices.iter().find(|r| r.number == n).cloned() {
+            let found = t.invoices.iter().find(|r| {
+                r.number == n
+                    && t.links
+                        .iter()
+                        .any(|l| l.id == r.link_id && l.partner.to_lowercase() == issuer)
+            });
+            if let Some(r) = found.cloned() {
                 return invoice_for(inst, t, Some(&r.link_id), as_of).await;
             }
         }
@@ -255,7 +282,62 @@ fn invoice_text(i: &Invoice) -> String {
         i.bill.total, i.bill.currency, i.bill.billable_hours
     );
     let _ = writeln!(o, "  lines digest {}", i.bill.digest);
+    match (&i.stated, i.agrees()) {
+        (Some(_), Some(true)) => {
+            let _ = writeln!(o, "  the partner's invoice agrees line for line");
+        }
+        (Some(s), _) => {
+            let _ = writeln!(
+                o,
+                "  DIFFERS from the partner's invoice: {} {} in {} lines, lines digest {}",
+                s.subtotal, s.currency, s.lines, s.lines_digest
+            );
+        }
+        (None, _) => {}
+    }
     o
+}
+
+/// One invoice whose partner's statement differs from the bill computed here.
+pub struct InvoiceMismatch {
+    pub number: String,
+    pub ticket: u64,
+    pub detail: String,
+}
+
+/// Checks every invoice the partner stated against the bill computed from this
+/// instance's own log; returns how many were checked and those that differ.
+pub async fn check_invoices(inst: &Instance) -> Result<(usize, Vec<InvoiceMismatch>)> {
+    inst.refresh().await?;
+    let mut checked = 0;
+    let mut bad = vec![];
+    for t in TicketProjection::list(inst.store.as_ref()).await? {
+        for r in t.invoices.iter().filter(|r| r.stated.is_some()) {
+            checked += 1;
+            let number = t.links.iter().find(|l| l.id == r.link_id).map_or_else(
+                || r.number.to_string(),
+                |l| format_number(&l.partner, r.number),
+            );
+            let detail = match invoice_for(inst, t.clone(), Some(&r.link_id), None).await {
+                Ok(inv) => match (&inv.stated, inv.agrees()) {
+                    (Some(s), Some(false)) => format!(
+                        "stated {} {} in {} lines (terms version {}, lines digest {}), computed here {} {} in {} lines (terms version {}, lines digest {})",
+                        s.subtotal, s.currency, s.lines, s.terms_version, s.lines_digest,
+                        inv.bill.subtotal, inv.bill.currency, inv.bill.lines.len(),
+                        inv.bill.terms_version, inv.bill.digest
+                    ),
+                    _ => continue,
+                },
+                Err(e) => format!("stated by the partner, but no bill can be computed here: {e:#}"),
+            };
+            bad.push(InvoiceMismatch {
+                number,
+                ticket: t.number,
+                detail,
+            });
+        }
+    }
+    Ok((checked, bad))
 }
 
 fn esc(s: &str) -> String {

@@ -226,6 +226,44 @@ fn given_a_completed_link_when_both_sides_compute_the_invoice_then_they_agree_li
     let by_number = invoice(&bolt, "BOLT-000001", &[]);
     assert_eq!(by_number["digest"], digest.as_str());
 
+    // --- the partner's statement (invoice_issued) reaches the lead, which checks it
+    assert_eq!(pi["stated"]["lines_digest"], digest.as_str(), "{pi}");
+    assert_eq!(pi["agrees"], true, "{pi}");
+    assert_eq!(li["stated"], Value::Null, "not delivered yet: {li}");
+    assert_eq!(li["agrees"], Value::Null, "{li}");
+    deliver(&bolt, &acme);
+    let li = invoice(&acme, &id, &[]);
+    assert_eq!(li["number"], "BOLT-000001", "{li}");
+    assert_eq!(li["stated"]["lines_digest"], digest.as_str(), "{li}");
+    assert_eq!(li["stated"]["subtotal"], "538.00", "{li}");
+    assert_eq!(li["stated"]["lines"], 4, "{li}");
+    assert_eq!(li["agrees"], true, "{li}");
+    assert_eq!(
+        invoice(&acme, "BOLT-000001", &[])["digest"],
+        digest.as_str(),
+        "the lead finds the invoice by the partner's number"
+    );
+    assert!(
+        acme.ok(&["invoice", "show", &id])
+            .contains("agrees line for line"),
+        "the lead's text view says the invoices agree"
+    );
+    for site in [&acme, &bolt] {
+        let v = json(&site.ok(&["verify", "--json"]));
+        assert_eq!(v["ok"], true, "verify on {}: {v}", site.name);
+        assert_eq!(v["invoices"]["checked"], 1, "verify on {}: {v}", site.name);
+    }
+    // Exactly one statement, however often the daemons run again.
+    settle(&acme, &bolt);
+    for site in [&acme, &bolt] {
+        let issued = site
+            .ok(&["replay", "--json"])
+            .lines()
+            .filter(|l| l.contains("\"invoice_issued\""))
+            .count();
+        assert_eq!(issued, 1, "invoice_issued events on {}", site.name);
+    }
+
     // --- the printable invoice
     let html = bolt.ok(&["invoice", "show", "BOLT-000001", "--html"]);
     assert!(html.starts_with("<!doctype html>"), "{html}");

@@ -513,3 +513,89 @@ fn given_a_partner_that_publishes_a_forbidden_event_behind_its_daemons_back_then
         in2
     );
 }
+
+#[test]
+fn given_a_partner_whose_invoice_disagrees_with_the_leads_bill_then_the_lead_records_it_as_stated_verify_names_it_and_a_second_invoice_is_quarantined(
+) {
+    let s = scene();
+    let t = load_ticket(&s.bolt, &s.ticket);
+    let link = t.current_link().expect("a link").id;
+    let bolt_time = s.bolt.add(&["time", "add", &s.ticket, "--hours", "2"]);
+    wait_until(TIMEOUT, "acme to show bolt's time entry", || {
+        find_item(&s.acme.show(&s.ticket), &bolt_time).is_some()
+    });
+
+    // A partner build whose billing disagrees: it states 999.00 for one line, while both
+    // logs price the 2 h at 80 EUR = 160.00.
+    let wrong = Event::InvoiceIssued {
+        link,
+        invoice: ticketsync_domain::billing::IssuedInvoice {
+            number: 7,
+            terms_version: 1,
+            currency: ticketsync_domain::Currency::parse("EUR").expect("EUR"),
+            lines: 1,
+            subtotal: "999.00".parse().expect("decimal"),
+            lines_digest: ticketsync_domain::Sha256Digest([0x11; 32]),
+        },
+    };
+    let (wrong_id, body) = event_body(&s.ticket, t.known(), &wrong);
+    append_to_bolt_outbox(&s.bolt, &wrong_id, body);
+    wait_until(TIMEOUT, "acme to record bolt's stated invoice", || {
+        s.holds(&wrong_id)
+    });
+    let li = common::json(&s.acme.ok(&["invoice", "show", &s.ticket, "--json"]));
+    assert_eq!(li["number"], "BOLT-000007", "{li}");
+    assert_eq!(li["stated"]["subtotal"], "999.00", "{li}");
+    assert_eq!(li["total"], "160.00", "the lead's own bill: {li}");
+    assert_eq!(li["agrees"], false, "{li}");
+    assert!(
+        s.acme
+            .ok(&["invoice", "show", &s.ticket])
+            .contains("DIFFERS from the partner's invoice"),
+        "the text view hides the difference"
+    );
+
+    // verify on the lead fails and names the invoice; nothing else is wrong
+    let o = s.acme.run(&["verify"]);
+    assert_eq!(o.code, 4, "verify on acme: {o:?}");
+    assert!(
+        o.stdout.contains("FAILED invoice BOLT-000007")
+            && o.stdout.contains("999.00")
+            && o.stdout.contains("160.00"),
+        "{o:?}"
+    );
+    assert!(o.stdout.contains("chain intact"), "{o:?}");
+    let v = common::json(&s.acme.run(&["verify", "--json"]).stdout);
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["problem"], Value::Null, "the log itself is fine: {v}");
+    assert_eq!(
+        v["invoices"]["mismatches"][0]["number"], "BOLT-000007",
+        "{v}"
+    );
+
+    // The partner completes the link for real: its own invoice (number 1) follows the
+    // completion, and the lead refuses a second, different invoice for the same link.
+    s.bolt.ok(&["ticket", "status", &s.ticket, "Complete"]);
+    let pi = common::json(&s.bolt.ok(&["invoice", "show", &s.ticket, "--json"]));
+    assert_eq!(pi["number"], "BOLT-000001", "{pi}");
+    assert_eq!(pi["agrees"], true, "the partner's own statement: {pi}");
+    let rec = s.quarantined(1, "acme to quarantine bolt's second invoice for the link");
+    assert_eq!(rec["kind"], "invoice_conflict", "{rec}");
+    assert_eq!(
+        s.acme.outsource_status(&s.ticket).as_deref(),
+        Some("Complete"),
+        "the completion before the conflicting invoice still applied"
+    );
+    let li = common::json(&s.acme.ok(&["invoice", "show", &s.ticket, "--json"]));
+    assert_eq!(
+        li["number"], "BOLT-000007",
+        "the first statement stands: {li}"
+    );
+    assert_eq!(s.acme.run(&["verify"]).code, 4);
+    let v = common::json(&s.bolt.ok(&["verify", "--json"]));
+    assert_eq!(
+        v["ok"], true,
+        "the partner's own invoice agrees with its log: {v}"
+    );
+    assert_eq!(v["invoices"]["checked"], 1, "{v}");
+}

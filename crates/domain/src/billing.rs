@@ -14,11 +14,13 @@
 //!   live ([`Ticket::shared_version`]); items kept local are not billed.
 
 use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
 
 use crate::ids::{ItemId, LinkId};
 use crate::outsource::Link;
 use crate::terms::{Currency, Rate, Terms};
 use crate::ticket::{ItemBody, Ticket};
+use crate::values::Sha256Digest;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LineKind {
@@ -195,5 +197,88 @@ pub fn bill(t: &Ticket, link: LinkId) -> Option<Bill> {
         charges,
         authorized_hours: terms.authorized_hours,
         authorized_charge: terms.authorized_charge,
+    })
+}
+
+/// SHA-256 over a canonical text of the lines, the currency and the terms version: one row
+/// per priced line, fields separated by `|`, decimals normalized. Independent of any JSON
+/// or display formatting, so both instances (and any later renderer) agree on it.
+pub fn lines_digest(b: &Bill) -> Sha256Digest {
+    let mut h = Sha256::new();
+    h.update(format!("currency|{}|terms|{}\n", b.currency, b.terms_version).as_bytes());
+    for l in &b.lines {
+        let row = format!(
+            "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}\n",
+            l.kind.name(),
+            l.item.map(|i| i.to_string()).unwrap_or_default(),
+            l.description.replace(['|', '\n'], " "),
+            l.hours.normalize(),
+            l.offset_hours.normalize(),
+            l.billable_hours.normalize(),
+            l.quantity.normalize(),
+            l.unit_price.normalize(),
+            l.amount.normalize(),
+            l.over_authorized_hours,
+            l.over_authorized_charge
+        );
+        h.update(row.as_bytes());
+    }
+    Sha256Digest(h.finalize().into())
+}
+
+/// What the service partner's instance states when it issues the invoice of a link: its
+/// number in the partner's own sequence and what the lead checks its own bill against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedInvoice {
+    pub number: u64,
+    pub terms_version: u32,
+    pub currency: Currency,
+    /// How many priced lines the invoice has.
+    pub lines: u32,
+    pub subtotal: Decimal,
+    /// [`lines_digest`] of the partner's bill.
+    pub lines_digest: Sha256Digest,
+}
+
+impl IssuedInvoice {
+    /// The statement of `bill` under invoice number `number`.
+    pub fn of(bill: &Bill, number: u64) -> IssuedInvoice {
+        IssuedInvoice {
+            number,
+            terms_version: bill.terms_version,
+            currency: bill.currency,
+            lines: u32::try_from(bill.lines.len()).unwrap_or(u32::MAX),
+            subtotal: bill.subtotal,
+            lines_digest: lines_digest(bill),
+        }
+    }
+}
+
+/// How an invoice the partner issued compares with the bill this instance computes from
+/// its own log for the same link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InvoiceCheck {
+    /// Same lines digest, subtotal, currency and terms version.
+    Agrees,
+    /// This instance's bill differs: what was stated, and what was computed here.
+    Differs {
+        stated: IssuedInvoice,
+        computed: IssuedInvoice,
+    },
+    /// This instance cannot bill the link at all (it never saw the acceptance).
+    NoBill,
+}
+
+/// Compares the invoice stated for `link` (if any) with the bill computed from `t`.
+pub fn check_invoice(t: &Ticket, link: LinkId) -> Option<InvoiceCheck> {
+    let stated = t.link(link)?.invoice.clone()?;
+    let Some(b) = bill(t, link) else {
+        return Some(InvoiceCheck::NoBill);
+    };
+    let computed = IssuedInvoice::of(&b, stated.number);
+    Some(if computed == stated {
+        InvoiceCheck::Agrees
+    } else {
+        InvoiceCheck::Differs { stated, computed }
     })
 }

@@ -58,6 +58,13 @@ pub enum Command {
         item: ItemId,
         kind: ItemKind,
     },
+    /// Service partner: issue the invoice of completed link `link` under `number`, the
+    /// next number of the partner's own sequence (assigned by its caller, which keeps
+    /// the sequence across tickets).
+    IssueInvoice {
+        link: LinkId,
+        number: u64,
+    },
 }
 
 /// The outsourcing workflow's commands; each is allowed only to the side that owns it.
@@ -139,6 +146,10 @@ pub fn decide(
     ctx: Context<'_>,
     cmd: Command,
 ) -> Result<Vec<Event>, DomainError> {
+    if let Command::IssueInvoice { link, number } = cmd {
+        let t = state.ok_or(DomainError::TicketNotFound(id))?;
+        return crate::workflow::issue_invoice(t, ctx, link, number);
+    }
     if let Command::Outsource(oc) = cmd {
         let t = state.ok_or(DomainError::TicketNotFound(id))?;
         let events = crate::workflow::decide_outsource(t, ctx, oc)?;
@@ -183,6 +194,9 @@ fn decide_ticket(
         )),
         // Answered by `decide` before it gets here.
         Command::Outsource(oc) => crate::workflow::decide_outsource(t, ctx, oc),
+        Command::IssueInvoice { link, number } => {
+            crate::workflow::issue_invoice(t, ctx, link, number)
+        }
         Command::ChangeStatus { status } => change_status(t, ctx.policy, &status),
         Command::AddNote {
             item,

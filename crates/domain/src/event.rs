@@ -1,5 +1,6 @@
 //! Domain events: the facts a ticket's history is made of.
 
+use crate::billing::IssuedInvoice;
 use crate::ids::{Actor, InstanceId, ItemId, LinkId, Timestamp};
 use crate::outsource::{Move, Side};
 use crate::terms::Terms;
@@ -58,6 +59,11 @@ pub enum Event {
     Outsource {
         link: LinkId,
         change: LinkChange,
+    },
+    /// The service partner issued its invoice for the completed link `link`.
+    InvoiceIssued {
+        link: LinkId,
+        invoice: IssuedInvoice,
     },
 }
 
@@ -162,6 +168,7 @@ impl Event {
             Event::AttachmentAdded { .. } => "attachment_added",
             Event::ItemDeleted { .. } => "item_deleted",
             Event::Outsource { change, .. } => change.type_name(),
+            Event::InvoiceIssued { .. } => "invoice_issued",
         }
     }
 
@@ -196,12 +203,16 @@ impl Event {
         "outsource_completed_by_status",
     ];
 
+    /// Every billing event type name.
+    pub const BILLING_TYPE_NAMES: [&'static str; 1] = ["invoice_issued"];
+
     /// The item this event is about, if any.
     pub fn item(&self) -> Option<ItemId> {
         match self {
-            Event::TicketCreated { .. } | Event::StatusChanged { .. } | Event::Outsource { .. } => {
-                None
-            }
+            Event::TicketCreated { .. }
+            | Event::StatusChanged { .. }
+            | Event::Outsource { .. }
+            | Event::InvoiceIssued { .. } => None,
             Event::NoteAdded { item, .. }
             | Event::NoteEdited { item, .. }
             | Event::TimeAdded { item, .. }

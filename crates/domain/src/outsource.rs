@@ -274,6 +274,9 @@ pub struct Link {
     pub effective: Vec<bool>,
     /// Derived: the organization named by the effective acceptance.
     pub organization: Option<String>,
+    /// The invoice the partner issued for this link once it completed (recorded on both
+    /// sides when the partner's `invoice_issued` arrives).
+    pub invoice: Option<crate::billing::IssuedInvoice>,
 }
 
 impl Link {
@@ -288,6 +291,7 @@ impl Link {
             accepted_version: None,
             effective: vec![],
             organization: None,
+            invoice: None,
         }
     }
 

@@ -26,12 +26,21 @@ pub fn route(before: &Ticket, author: &InstanceId, ev: &Event) -> Option<Instanc
         let side = l.side_of(author)?;
         return Some(l.counterparty(side).clone());
     }
+    if let Event::InvoiceIssued { link, .. } = ev {
+        // The invoice goes to the lead after the link has ended: it is the one thing
+        // that crosses once sync is over.
+        let l = before.link(*link)?;
+        return (l.partner == *author).then(|| l.lead.clone());
+    }
     let link = before.current_link()?;
     let side = link.side_of(author)?;
     let to = link.counterparty(side).clone();
     let live = before.live_at(before.known());
     match ev {
-        Event::TicketCreated { .. } | Event::StatusChanged { .. } | Event::Outsource { .. } => None,
+        Event::TicketCreated { .. }
+        | Event::StatusChanged { .. }
+        | Event::Outsource { .. }
+        | Event::InvoiceIssued { .. } => None,
         Event::NoteAdded { internal, .. } => (live && !internal).then_some(to),
         Event::AttachmentAdded { attachment, .. } => (live && !attachment.internal).then_some(to),
         Event::TimeAdded { .. } | Event::ChargeAdded { .. } => live.then_some(to),
@@ -79,6 +88,8 @@ pub enum QuarantineKind {
     UnknownItem,
     /// An event type that never crosses between instances (ticket creation, status).
     NotReplicable,
+    /// A second, different invoice for a link that already has one.
+    InvoiceConflict,
 }
 
 impl QuarantineKind {
@@ -93,6 +104,7 @@ impl QuarantineKind {
             QuarantineKind::NotAuthor => "not_author",
             QuarantineKind::UnknownItem => "unknown_item",
             QuarantineKind::NotReplicable => "not_replicable",
+            QuarantineKind::InvoiceConflict => "invoice_conflict",
         }
     }
 }
@@ -227,6 +239,40 @@ pub fn receive(
             );
         }
         return Ok(out);
+    }
+    if let Event::InvoiceIssued { link, invoice } = &ev {
+        let Some(l) = t.link(*link) else {
+            return Err(q(
+                QuarantineKind::NotLinked,
+                format!("link {link} does not exist on ticket {}", t.id),
+            ));
+        };
+        if l.side_of(me).is_none() || l.side_of(from).is_none() {
+            return Err(q(
+                QuarantineKind::NotLinked,
+                format!("link {link} is not between {from} and {me}"),
+            ));
+        }
+        if l.partner != *from {
+            return Err(q(
+                QuarantineKind::RoleForbidden,
+                format!("the lead ({from}) may not issue the partner's invoice"),
+            ));
+        }
+        if let Some(had) = &l.invoice {
+            if had != invoice {
+                return Err(q(
+                    QuarantineKind::InvoiceConflict,
+                    format!(
+                        "link {link} was already invoiced as number {}, now number {}",
+                        had.number, invoice.number
+                    ),
+                ));
+            }
+        }
+        // Recorded as stated, even when it disagrees with this instance's own bill:
+        // `verify` and `invoice show` report the difference; dropping it would hide it.
+        return Ok(vec![Incoming::Remote(ev)]);
     }
     let Some(link) = t.current_link() else {
         return Err(q(

@@ -287,6 +287,19 @@ fn apply(t: &mut Ticket, meta: &EventMeta, event: &Event) {
             }
             return;
         }
+        Event::InvoiceIssued { link, invoice } => {
+            // The first invoice of a link stands; a second one is refused before it is
+            // ever appended (by `decide` and by `sync::receive`).
+            let issuer = &meta.actor.instance;
+            if let Some(l) = t
+                .links
+                .iter_mut()
+                .find(|l| l.id == *link && l.partner == *issuer)
+            {
+                l.invoice.get_or_insert_with(|| invoice.clone());
+            }
+            return;
+        }
     }
     if let Some(id) = event.item() {
         t.rederive(id);

@@ -363,3 +363,67 @@ pub fn completion_records(after: &Ticket, me: &crate::ids::InstanceId) -> Vec<Ev
         },
     ]
 }
+
+/// Service partner: the invoice of a completed link, numbered `number`. Issuing the same
+/// number again is a no-op (the caller retries after a crash); another number is refused,
+/// as is an invoice from the lead or for a link that did not complete after acceptance.
+pub fn issue_invoice(
+    t: &Ticket,
+    ctx: Context<'_>,
+    link: crate::ids::LinkId,
+    number: u64,
+) -> Result<Vec<Event>, DomainError> {
+    let action = format!("issue invoice {number}");
+    let l = t.link(link).ok_or_else(|| {
+        refuse(
+            action.clone(),
+            format!("ticket {} has no link {link}", t.id),
+            vec![],
+        )
+    })?;
+    if ctx.actor.instance != l.partner {
+        return Err(refuse(
+            action,
+            format!(
+                "only the service partner ({}) issues the invoice of link {link}",
+                l.partner
+            ),
+            vec![],
+        ));
+    }
+    if number == 0 {
+        return Err(invalid("invoice number", "invoice numbers start at 1"));
+    }
+    if let Some(i) = &l.invoice {
+        if i.number == number {
+            return Ok(vec![]);
+        }
+        return Err(refuse(
+            action,
+            format!("link {link} was already invoiced as number {}", i.number),
+            vec![],
+        ));
+    }
+    let bill = match crate::billing::bill(t, link) {
+        Some(b) if l.status == OutsourceStatus::Complete => b,
+        _ => {
+            return Err(refuse(
+                action,
+                format!(
+                    "outsource status is {}{}",
+                    l.status,
+                    if l.accepted_version.is_none() {
+                        ", never accepted"
+                    } else {
+                        ""
+                    }
+                ),
+                vec!["issue the invoice once the link is Complete after acceptance".into()],
+            ))
+        }
+    };
+    Ok(vec![Event::InvoiceIssued {
+        link,
+        invoice: crate::billing::IssuedInvoice::of(&bill, number),
+    }])
+}

@@ -539,8 +539,8 @@ fn model_apply(
     e: &Event,
 ) {
     match e {
-        // The generator makes no outsourcing commands.
-        Event::Outsource { .. } => {}
+        // The generator makes no outsourcing or invoicing commands.
+        Event::Outsource { .. } | Event::InvoiceIssued { .. } => {}
         Event::TicketCreated { status: s, .. } => *status = Some(s.clone()),
         Event::StatusChanged { to, .. } => *status = Some(to.clone()),
         Event::NoteAdded { item, .. }

@@ -3,7 +3,6 @@
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use ticketsync_domain::billing::Bill;
 
 /// One priced line as shown.
@@ -42,30 +41,9 @@ pub struct BillView {
     pub digest: String,
 }
 
-/// SHA-256 over a canonical text of the lines and currency: one line per priced line,
-/// fields separated by `|`, decimals normalized. Independent of JSON formatting, so both
-/// instances (and any later version of the renderer) agree.
+/// SHA-256 of the canonical lines (see `domain::billing::lines_digest`).
 pub fn lines_digest(b: &Bill) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(format!("currency|{}|terms|{}\n", b.currency, b.terms_version).as_bytes());
-    for l in &b.lines {
-        let row = format!(
-            "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}\n",
-            l.kind.name(),
-            l.item.map(|i| i.to_string()).unwrap_or_default(),
-            l.description.replace(['|', '\n'], " "),
-            l.hours.normalize(),
-            l.offset_hours.normalize(),
-            l.billable_hours.normalize(),
-            l.quantity.normalize(),
-            l.unit_price.normalize(),
-            l.amount.normalize(),
-            l.over_authorized_hours,
-            l.over_authorized_charge
-        );
-        h.update(row.as_bytes());
-    }
-    h.finalize().into()
+    ticketsync_domain::billing::lines_digest(b).0
 }
 
 pub fn bill_view(b: &Bill) -> BillView {

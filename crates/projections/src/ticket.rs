@@ -46,7 +46,8 @@ pub struct TicketView {
     pub outsource: Option<OutsourceView>,
     /// Every link of the ticket with all its transitions, oldest first.
     pub links: Vec<LinkDoc>,
-    /// Invoices this instance issued for the ticket's links (as the partner), by number.
+    /// Invoices of the ticket's links: issued here (as the partner, numbered in this
+    /// instance's sequence) or received (as the lead, numbered in the partner's).
     #[serde(default)]
     pub invoices: Vec<InvoiceRef>,
     /// Every item in the order added, deleted ones included and marked.
@@ -54,13 +55,29 @@ pub struct TicketView {
     pub history: Vec<HistoryView>,
 }
 
-/// An invoice this instance issued: its number in the instance's own sequence.
+/// An invoice of one of the ticket's links: its number in the issuing partner's sequence.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvoiceRef {
     pub number: u64,
     pub link_id: String,
     /// When the link completed (the invoice date).
     pub issued_at: String,
+    /// What the partner stated in its `invoice_issued` event (`None` on the partner until
+    /// it has recorded the event; on the lead the event is what creates this record).
+    #[serde(default)]
+    pub stated: Option<StatedInvoice>,
+}
+
+/// The figures of an `invoice_issued` event, which the lead checks its own bill against.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatedInvoice {
+    pub terms_version: u32,
+    pub currency: String,
+    pub lines: u32,
+    pub subtotal: Decimal,
+    pub lines_digest: String,
+    /// Log position of the event on this instance.
+    pub position: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,6 +306,14 @@ fn summary(ev: &Event) -> String {
             LinkChange::ForceCompleted => "force-completed by the lead".into(),
             LinkChange::CompletedByStatus => "link completed: ticket status Complete".into(),
         },
+        Event::InvoiceIssued { invoice, .. } => format!(
+            "invoice {} issued: {} {} in {} lines (terms version {})",
+            invoice.number,
+            invoice.subtotal,
+            invoice.currency,
+            invoice.lines,
+            invoice.terms_version
+        ),
     }
 }
 
@@ -403,6 +428,31 @@ pub fn apply_entry(
                 note_change(i, &editor, e.link_seq);
                 i.deleted = true;
                 i.updated_at = at.clone();
+            }
+        }
+        Event::InvoiceIssued { link, invoice } => {
+            let link_id = link.to_string();
+            let issued_by_partner = links.iter().any(|l| l.id == *link && l.partner == editor);
+            if issued_by_partner {
+                let stated = StatedInvoice {
+                    terms_version: invoice.terms_version,
+                    currency: invoice.currency.code().to_string(),
+                    lines: invoice.lines,
+                    subtotal: invoice.subtotal,
+                    lines_digest: invoice.lines_digest.to_hex(),
+                    position: e.position,
+                };
+                match v.invoices.iter_mut().find(|i| i.link_id == link_id) {
+                    Some(i) => {
+                        i.stated.get_or_insert(stated);
+                    }
+                    None => v.invoices.push(InvoiceRef {
+                        number: invoice.number,
+                        link_id,
+                        issued_at: at.clone(),
+                        stated: Some(stated),
+                    }),
+                }
             }
         }
     }
@@ -574,6 +624,7 @@ impl Projection for TicketProjection {
                             number: numbers.last_invoice,
                             link_id: o.link_id.clone(),
                             issued_at: rfc3339_ms(e.occurred_at),
+                            stated: None,
                         });
                     }
                 }

@@ -28,6 +28,8 @@ pub struct Outcome {
     pub rejected_messages: u64,
     /// A gap: the first missing seq, to ask the sender for.
     pub gap: Option<u64>,
+    /// Tickets that applied events changed, each once, in order of first change.
+    pub tickets: Vec<TicketId>,
 }
 
 /// Applies one raw message received on the channel from `partner` to this instance.
@@ -108,6 +110,12 @@ pub async fn apply_message(inst: &Instance, partner: &Partner, raw: &[u8]) -> Re
                     out.quarantined += 1;
                 } else {
                     out.applied += 1;
+                    if let Ok(ChannelBody::Event(re)) = ChannelBody::decode(&entry.body) {
+                        let t = TicketId(re.ticket_ulid());
+                        if !out.tickets.contains(&t) {
+                            out.tickets.push(t);
+                        }
+                    }
                 }
             }
             (Inbound::Duplicate, _) => out.duplicates += 1,

@@ -125,8 +125,8 @@ pub async fn run(
                 ));
             }
         }
-        if let Err(e) = expire_overdue(&shared.inst).await {
-            tracing::warn!("checking respond-by deadlines failed: {e:#}");
+        if let Err(e) = housekeeping(&shared.inst).await {
+            tracing::warn!("housekeeping (respond-by deadlines, invoices) failed: {e:#}");
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -139,8 +139,10 @@ pub async fn run(
     Ok(s)
 }
 
-/// Lead: expires links whose respond-by deadline passed unanswered.
-async fn expire_overdue(inst: &Instance) -> Result<()> {
+/// Lead: expires links whose respond-by deadline passed unanswered. Partner: issues the
+/// invoice of every completed link that has none yet (after a crash between the
+/// completion and its invoice, or a completion that arrived while issuing failed).
+async fn housekeeping(inst: &Instance) -> Result<()> {
     use ticketsync_domain::{Actor, Command, OutsourceCommand, TicketId};
     inst.refresh().await?;
     let now = now_ms();
@@ -155,6 +157,12 @@ async fn expire_overdue(inst: &Instance) -> Result<()> {
             .as_ref()
             .and_then(|x| x.respond_by_ms)
             .is_some_and(|rb| rb < now);
+        if t.invoices.iter().any(|i| i.stated.is_none()) {
+            let id: TicketId = t.id.parse()?;
+            if let Err(e) = inst.issue_pending_invoices(id).await {
+                tracing::warn!(ticket = %t.id, "issuing the invoice failed: {e:#}");
+            }
+        }
         if o.role == "lead" && o.status == "Assigned" && due {
             let id: TicketId = t.id.parse()?;
             match inst
@@ -354,6 +362,13 @@ async fn handle(shared: &Shared, name: &str, msg: &jetstream::Message) -> Result
     if o.applied > 0 || o.quarantined > 0 {
         shared.inst.refresh().await?;
     }
+    for t in &o.tickets {
+        // A completion that arrived from the lead: the partner issues its invoice now
+        // (housekeeping retries if this fails).
+        if let Err(e) = shared.inst.issue_pending_invoices(*t).await {
+            tracing::warn!(ticket = %t, "issuing the invoice failed: {e:#}");
+        }
+    }
     {
         let mut s = shared.stats.lock().await;
         s.applied_entries += o.applied;
@@ -494,8 +509,8 @@ async fn control_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
 /// available now, for every partner.
 async fn drain(shared: &Shared) -> Result<()> {
     let me = shared.inst.name().to_string();
-    // First, so an expiry recorded now is published in this same drain.
-    expire_overdue(&shared.inst).await?;
+    // First, so an expiry or invoice recorded now is published in this same drain.
+    housekeeping(&shared.inst).await?;
     for p in shared.inst.store.list_partners().await? {
         ensure_stream(&shared.js, &me, &p.name).await?;
         let acked = shared.inst.store.outbox_acked(&p.name).await?;

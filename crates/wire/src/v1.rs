@@ -38,6 +38,7 @@ pub enum EventV1 {
     CompletionApproved(LinkOnly),
     OutsourceForceCompleted(LinkOnly),
     OutsourceCompletedByStatus(LinkOnly),
+    InvoiceIssued(InvoiceIssued),
 }
 
 /// How the partner's work is priced.
@@ -115,6 +116,30 @@ pub struct LinkReason {
     #[schemars(with = "String")]
     pub link: Ulid,
     pub reason: String,
+}
+
+/// The service partner's invoice for a completed link, as the lead checks it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct InvoiceIssued {
+    #[serde(with = "crate::serde_bytes::ulid_id")]
+    #[schemars(with = "String")]
+    pub link: Ulid,
+    /// The number in the partner's own invoice sequence (from 1).
+    pub number: u64,
+    /// The terms version the lines are priced at (1-based).
+    pub terms_version: u32,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// How many priced lines.
+    pub lines: u32,
+    /// Decimal string.
+    #[serde(with = "rust_decimal::serde::str")]
+    #[schemars(with = "String")]
+    pub subtotal: Decimal,
+    /// SHA-256 of the canonical lines (see docs/cli.md, `invoice show`), lowercase hex in JSON.
+    #[serde(with = "crate::serde_bytes::digest")]
+    #[schemars(with = "String")]
+    pub lines_digest: [u8; 32],
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -308,6 +333,15 @@ impl From<&d::Event> for EventV1 {
         use d::Event as E;
         match e {
             E::Outsource { link, change } => outsource_v1(link, change),
+            E::InvoiceIssued { link, invoice } => EventV1::InvoiceIssued(InvoiceIssued {
+                link: link.0,
+                number: invoice.number,
+                terms_version: invoice.terms_version,
+                currency: invoice.currency.code().to_string(),
+                lines: invoice.lines,
+                subtotal: invoice.subtotal,
+                lines_digest: invoice.lines_digest.0,
+            }),
             E::TicketCreated {
                 title,
                 description,
@@ -408,6 +442,17 @@ impl TryFrom<EventV1> for d::Event {
             change,
         };
         Ok(match e {
+            EventV1::InvoiceIssued(x) => E::InvoiceIssued {
+                link: lk(x.link),
+                invoice: d::billing::IssuedInvoice {
+                    number: x.number,
+                    terms_version: x.terms_version,
+                    currency: d::Currency::parse(&x.currency).map_err(|e| e.to_string())?,
+                    lines: x.lines,
+                    subtotal: x.subtotal,
+                    lines_digest: d::Sha256Digest(x.lines_digest),
+                },
+            },
             EventV1::OutsourceSent(x) => o(
                 x.link,
                 C::Sent {

@@ -138,7 +138,30 @@ fn samples() -> Vec<Event> {
     ];
     let mut all = samples_ticket;
     all.extend(outsource_samples());
+    all.extend(billing_samples());
     all
+}
+
+/// One fixed sample per billing event type, in `Event::BILLING_TYPE_NAMES` order. A KWD
+/// subtotal keeps its three decimals; the digest's bytes reach both ends of the range.
+fn billing_samples() -> Vec<Event> {
+    let mut digest = [0u8; 32];
+    for (i, b) in digest.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(53).wrapping_add(7);
+    }
+    digest[0] = 0xff;
+    digest[31] = 0x00;
+    vec![Event::InvoiceIssued {
+        link: link(),
+        invoice: ticketsync_domain::billing::IssuedInvoice {
+            number: 1_000_042,
+            terms_version: 3,
+            currency: Currency::parse("KWD").expect("fixture currency"),
+            lines: 17,
+            subtotal: dec("1234.500"),
+            lines_digest: ticketsync_domain::Sha256Digest(digest),
+        },
+    }]
 }
 
 fn link() -> LinkId {
@@ -205,11 +228,12 @@ fn outsource_samples() -> Vec<Event> {
     ]
 }
 
-/// Every event type name, ticket events then outsourcing events, in declaration order.
+/// Every event type name (ticket, outsourcing, billing events), in declaration order.
 fn all_type_names() -> Vec<&'static str> {
     Event::TYPE_NAMES
         .iter()
         .chain(Event::OUTSOURCE_TYPE_NAMES.iter())
+        .chain(Event::BILLING_TYPE_NAMES.iter())
         .copied()
         .collect()
 }
@@ -314,6 +338,7 @@ golden!(
     completion_approved,
     outsource_force_completed,
     outsource_completed_by_status,
+    invoice_issued,
 );
 
 #[test]
