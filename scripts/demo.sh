@@ -75,6 +75,10 @@ bolt outsource complete "$id"
 wait_for acme "$id" '"outsource_status": "Waiting Approval"'
 acme outsource approve "$id"
 wait_for bolt "$id" '"outsource_status": "Complete"'
+wait_for acme "$id" '"lines_digest"'
+
+step "bolt's invoice, as acme checks it against its own bill"
+acme invoice show "$id"
 
 step "acme's view"
 acme ticket show "$id"

@@ -3,7 +3,9 @@
 //! append with the outbox under optimistic concurrency, update projections).
 
 pub mod pairing;
+pub mod portal;
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -82,6 +84,8 @@ pub struct Instance {
     pub policy: Policy,
     pub store: Arc<dyn Store>,
     pub actor: Actor,
+    /// Set when the user works for a portal company (see [`Instance::act_for_portal`]).
+    pub portal: Option<InstanceId>,
 }
 
 /// The SQLite file a database URL names, resolved against the data directory.
@@ -195,6 +199,7 @@ impl Instance {
             policy,
             store: Arc::new(store),
             actor,
+            portal: None,
         })
     }
 
@@ -219,7 +224,7 @@ impl Instance {
     /// goes to the link's counterparty in the same transaction (the outbox). Decides again
     /// if another writer appended first. Brings the projections up to date afterwards.
     pub async fn execute(&self, id: TicketId, cmd: Command) -> Result<Vec<LogEntry>> {
-        self.execute_as(&self.actor, id, cmd).await
+        self.execute_as(&self.command_actor(), id, cmd).await
     }
 
     /// `execute` on behalf of another actor of this instance (the system user, for expiry).
@@ -239,6 +244,13 @@ impl Instance {
                 eprintln!(
                     "warning: the invoice was not issued yet (the sync daemon retries): {e:#}"
                 );
+            }
+            // A portal company's acceptance: the lead records its transaction fee.
+            if actor.instance != *self.name() {
+                if let Err(e) = self.record_transaction_fees(id).await {
+                    tracing::warn!(ticket = %id, "recording the transaction fee failed: {e:#}");
+                    eprintln!("warning: the transaction fee was not recorded: {e:#}");
+                }
             }
         }
         Ok(written)
@@ -289,6 +301,14 @@ impl Instance {
         if let Command::Outsource(domain::OutsourceCommand::Send { partner, .. }) = &cmd {
             self.require_paired(partner.as_str()).await?;
         }
+        // Nothing is replicated to a portal company (its users work here) or to oneself
+        // (a portal user's events have this instance as the counterparty).
+        let local: BTreeSet<String> = self
+            .portal_companies()
+            .await?
+            .into_keys()
+            .chain([self.name().to_string()])
+            .collect();
         let mut attempt = 0;
         loop {
             let (state, version) = self.load(id).await?;
@@ -302,7 +322,8 @@ impl Instance {
             if events.is_empty() {
                 return Ok(vec![]);
             }
-            let (entries, outgoing) = self.stamp_and_route(state, id, actor, now, &events)?;
+            let (entries, mut outgoing) = self.stamp_and_route(state, id, actor, now, &events)?;
+            outgoing.retain(|o| !local.contains(&o.to));
             let batch = vec![StreamAppend {
                 stream_id: id.0,
                 expected_version: version,
@@ -409,6 +430,9 @@ impl Instance {
 
     /// Refuses unless `partner` is paired with this instance.
     pub async fn require_paired(&self, partner: &str) -> Result<()> {
+        if self.portal_companies().await?.contains_key(partner) {
+            return Ok(());
+        }
         match self.store.get_partner(partner).await? {
             Some(p) if p.state == PartnerState::Paired => Ok(()),
             Some(_) => Err(Failure::Refused(format!(

@@ -458,6 +458,8 @@ pub async fn report(inst: &Instance, c: ReportCmd) -> Result<u8> {
                     "authorized_hours": o.terms.as_ref().and_then(|x| x.authorized_hours),
                     "authorized_charge": o.terms.as_ref().and_then(|x| x.authorized_charge),
                     "over_authorized": inv.as_ref().is_some_and(|i| i.bill.over_authorized_hours || i.bill.over_authorized_charge),
+                    "transaction_fee": t.transaction_fees.iter().find(|f| f.link_id == o.link_id)
+                        .map(|f| json!({ "amount": f.amount, "currency": f.currency })),
                 }));
             }
             rows.sort_by(|a, b| {

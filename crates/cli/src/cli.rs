@@ -28,6 +28,10 @@ pub struct Cli {
         value_name = "USER"
     )]
     pub user: Option<String>,
+    /// Work as a user of this portal company (a subcontractor without an instance of its
+    /// own, registered with `partner add-portal`): commands are the partner's side.
+    #[arg(long, global = true, env = "TICKETSYNC_PORTAL", value_name = "COMPANY")]
+    pub portal: Option<String>,
     #[command(subcommand)]
     pub command: Cmd,
 }
@@ -287,10 +291,21 @@ pub enum PartnerCmd {
         #[arg(long)]
         map_organization: Option<String>,
     },
-    /// List partners.
+    /// List partners (instances and portal companies).
     List {
         #[arg(long)]
         json: bool,
+    },
+    /// Register a portal company: a subcontractor without an instance of its own, whose
+    /// users work in this instance with `--portal NAME`.
+    AddPortal {
+        name: String,
+        /// Recorded for this instance each time the company accepts a ticket.
+        #[arg(long, requires = "currency", allow_negative_numbers = true)]
+        transaction_fee: Option<Decimal>,
+        /// ISO 4217 currency of the fee.
+        #[arg(long, requires = "transaction_fee")]
+        currency: Option<String>,
     },
 }
 

@@ -34,7 +34,11 @@ pub async fn run(cli: Cli) -> Result<u8> {
         );
         return Ok(exit::OK);
     }
-    let inst = Instance::open(&dir, cli.user.clone()).await?;
+    let mut inst = Instance::open(&dir, cli.user.clone()).await?;
+    if let Some(company) = &cli.portal {
+        inst.act_for_portal(company).await?;
+    }
+    let inst = inst;
     match cli.command {
         Cmd::Init { .. } => Ok(exit::OK),
         Cmd::Ticket(c) => ticket(&inst, c).await,

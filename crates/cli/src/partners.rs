@@ -40,12 +40,13 @@ pub async fn partner(inst: &Instance, c: PartnerCmd) -> Result<u8> {
         }
         PartnerCmd::List { json } => {
             let partners = inst.store.list_partners().await?;
+            let portals = inst.portal_companies().await?;
             if json {
-                let rows: Vec<_> = partners
+                let mut rows: Vec<_> = partners
                     .iter()
                     .map(|p| {
                         json!({
-                            "name": p.name, "state": p.state.as_str(),
+                            "name": p.name, "kind": "instance", "state": p.state.as_str(),
                             "created_at": Timestamp(p.created_at).to_string(),
                             "expires_at": p.expires_at.map(|x| Timestamp(x).to_string()),
                             "paired_at": p.paired_at.map(|x| Timestamp(x).to_string()),
@@ -53,6 +54,15 @@ pub async fn partner(inst: &Instance, c: PartnerCmd) -> Result<u8> {
                         })
                     })
                     .collect();
+                rows.extend(portals.values().map(|p| {
+                    json!({
+                        "name": p.name, "kind": "portal", "state": "portal",
+                        "created_at": Timestamp(p.added_at).to_string(),
+                        "transaction_fee": p.transaction_fee.map(|a| json!({
+                            "amount": a, "currency": p.currency,
+                        })),
+                    })
+                }));
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!("{:<32}  {:<8}  SINCE", "PARTNER", "STATE");
@@ -65,6 +75,38 @@ pub async fn partner(inst: &Instance, c: PartnerCmd) -> Result<u8> {
                         Timestamp(since)
                     );
                 }
+                for p in portals.values() {
+                    let fee = match (&p.transaction_fee, &p.currency) {
+                        (Some(a), Some(c)) => format!("  (transaction fee {a} {c})"),
+                        _ => String::new(),
+                    };
+                    println!(
+                        "{:<32}  {:<8}  {}{fee}",
+                        p.name,
+                        "portal",
+                        Timestamp(p.added_at)
+                    );
+                }
+            }
+        }
+        PartnerCmd::AddPortal {
+            name,
+            transaction_fee,
+            currency,
+        } => {
+            let fee = match (transaction_fee, currency) {
+                (Some(a), Some(c)) => Some((
+                    a,
+                    Currency::parse(&c).map_err(|e| Failure::Usage(e.to_string()))?,
+                )),
+                _ => None,
+            };
+            let p = inst.add_portal_company(&name, fee).await?;
+            match (p.transaction_fee, p.currency) {
+                (Some(a), Some(c)) => println!(
+                    "portal company {name} registered; each acceptance records a transaction fee of {a} {c}"
+                ),
+                _ => println!("portal company {name} registered, no transaction fee"),
             }
         }
     }

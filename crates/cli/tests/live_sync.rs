@@ -123,7 +123,14 @@ fn given_live_daemons_when_either_side_changes_an_outsourced_ticket_then_the_oth
     let d5 = observe("bolt to show Complete", || {
         bolt.outsource_status(&id).as_deref() == Some("Complete")
     });
-    let delays = [d1, d2, d3, d4, d5];
+    // the partner's daemon issues its invoice on the approval: the lead records it
+    let d6 = observe("acme to record bolt's invoice", || {
+        let o = acme.run(&["invoice", "show", &id, "--json"]);
+        o.code == 0
+            && serde_json::from_str::<serde_json::Value>(&o.stdout)
+                .is_ok_and(|v| v["number"] == "BOLT-000001" && v["agrees"] == true)
+    });
+    let delays = [d1, d2, d3, d4, d5, d6];
 
     let sa = da.stop();
     let sb = db.stop();

@@ -282,3 +282,12 @@ pub fn check_invoice(t: &Ticket, link: LinkId) -> Option<InvoiceCheck> {
         InvoiceCheck::Differs { stated, computed }
     })
 }
+
+/// The per-acceptance transaction fee recorded for the lead when a portal company (a
+/// subcontractor working in the lead's own instance) accepts a link. It is the lead's cost,
+/// not part of the partner's invoice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransactionFee {
+    pub amount: Decimal,
+    pub currency: Currency,
+}

@@ -65,6 +65,12 @@ pub enum Command {
         link: LinkId,
         number: u64,
     },
+    /// Lead: record the transaction fee of a portal company's acceptance of `link`.
+    RecordTransactionFee {
+        link: LinkId,
+        amount: Decimal,
+        currency: crate::terms::Currency,
+    },
 }
 
 /// The outsourcing workflow's commands; each is allowed only to the side that owns it.
@@ -150,6 +156,15 @@ pub fn decide(
         let t = state.ok_or(DomainError::TicketNotFound(id))?;
         return crate::workflow::issue_invoice(t, ctx, link, number);
     }
+    if let Command::RecordTransactionFee {
+        link,
+        amount,
+        currency,
+    } = cmd
+    {
+        let t = state.ok_or(DomainError::TicketNotFound(id))?;
+        return crate::workflow::record_transaction_fee(t, ctx, link, amount, currency);
+    }
     if let Command::Outsource(oc) = cmd {
         let t = state.ok_or(DomainError::TicketNotFound(id))?;
         let events = crate::workflow::decide_outsource(t, ctx, oc)?;
@@ -197,6 +212,11 @@ fn decide_ticket(
         Command::IssueInvoice { link, number } => {
             crate::workflow::issue_invoice(t, ctx, link, number)
         }
+        Command::RecordTransactionFee {
+            link,
+            amount,
+            currency,
+        } => crate::workflow::record_transaction_fee(t, ctx, link, amount, currency),
         Command::ChangeStatus { status } => change_status(t, ctx.policy, &status),
         Command::AddNote {
             item,

@@ -1,6 +1,6 @@
 //! Domain events: the facts a ticket's history is made of.
 
-use crate::billing::IssuedInvoice;
+use crate::billing::{IssuedInvoice, TransactionFee};
 use crate::ids::{Actor, InstanceId, ItemId, LinkId, Timestamp};
 use crate::outsource::{Move, Side};
 use crate::terms::Terms;
@@ -64,6 +64,11 @@ pub enum Event {
     InvoiceIssued {
         link: LinkId,
         invoice: IssuedInvoice,
+    },
+    /// The lead recorded the transaction fee of a portal company's acceptance of `link`.
+    TransactionFeeRecorded {
+        link: LinkId,
+        fee: TransactionFee,
     },
 }
 
@@ -169,6 +174,7 @@ impl Event {
             Event::ItemDeleted { .. } => "item_deleted",
             Event::Outsource { change, .. } => change.type_name(),
             Event::InvoiceIssued { .. } => "invoice_issued",
+            Event::TransactionFeeRecorded { .. } => "transaction_fee_recorded",
         }
     }
 
@@ -204,7 +210,8 @@ impl Event {
     ];
 
     /// Every billing event type name.
-    pub const BILLING_TYPE_NAMES: [&'static str; 1] = ["invoice_issued"];
+    pub const BILLING_TYPE_NAMES: [&'static str; 2] =
+        ["invoice_issued", "transaction_fee_recorded"];
 
     /// The item this event is about, if any.
     pub fn item(&self) -> Option<ItemId> {
@@ -212,7 +219,8 @@ impl Event {
             Event::TicketCreated { .. }
             | Event::StatusChanged { .. }
             | Event::Outsource { .. }
-            | Event::InvoiceIssued { .. } => None,
+            | Event::InvoiceIssued { .. }
+            | Event::TransactionFeeRecorded { .. } => None,
             Event::NoteAdded { item, .. }
             | Event::NoteEdited { item, .. }
             | Event::TimeAdded { item, .. }

@@ -277,6 +277,8 @@ pub struct Link {
     /// The invoice the partner issued for this link once it completed (recorded on both
     /// sides when the partner's `invoice_issued` arrives).
     pub invoice: Option<crate::billing::IssuedInvoice>,
+    /// The transaction fee the lead recorded for this link's acceptance (portal companies).
+    pub transaction_fee: Option<crate::billing::TransactionFee>,
 }
 
 impl Link {
@@ -292,6 +294,7 @@ impl Link {
             effective: vec![],
             organization: None,
             invoice: None,
+            transaction_fee: None,
         }
     }
 

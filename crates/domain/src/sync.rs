@@ -40,7 +40,8 @@ pub fn route(before: &Ticket, author: &InstanceId, ev: &Event) -> Option<Instanc
         Event::TicketCreated { .. }
         | Event::StatusChanged { .. }
         | Event::Outsource { .. }
-        | Event::InvoiceIssued { .. } => None,
+        | Event::InvoiceIssued { .. }
+        | Event::TransactionFeeRecorded { .. } => None,
         Event::NoteAdded { internal, .. } => (live && !internal).then_some(to),
         Event::AttachmentAdded { attachment, .. } => (live && !attachment.internal).then_some(to),
         Event::TimeAdded { .. } | Event::ChargeAdded { .. } => live.then_some(to),
@@ -303,7 +304,9 @@ pub fn receive(
     };
     let lead_time_as_note = their == Side::Lead;
     let out = match ev {
-        Event::TicketCreated { .. } | Event::StatusChanged { .. } => {
+        Event::TicketCreated { .. }
+        | Event::StatusChanged { .. }
+        | Event::TransactionFeeRecorded { .. } => {
             return Err(q(
                 QuarantineKind::NotReplicable,
                 format!("{} never crosses instances", ev.type_name()),

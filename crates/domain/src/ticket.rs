@@ -300,6 +300,13 @@ fn apply(t: &mut Ticket, meta: &EventMeta, event: &Event) {
             }
             return;
         }
+        Event::TransactionFeeRecorded { link, fee } => {
+            let by = &meta.actor.instance;
+            if let Some(l) = t.links.iter_mut().find(|l| l.id == *link && l.lead == *by) {
+                l.transaction_fee.get_or_insert_with(|| fee.clone());
+            }
+            return;
+        }
     }
     if let Some(id) = event.item() {
         t.rederive(id);

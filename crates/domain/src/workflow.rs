@@ -427,3 +427,63 @@ pub fn issue_invoice(
         invoice: crate::billing::IssuedInvoice::of(&bill, number),
     }])
 }
+
+/// Lead: the transaction fee of the acceptance of `link` (by a portal company; which
+/// partners are portal companies, and their fee, is the caller's configuration). Once per
+/// link, since a link is accepted at most once: the same fee again is a no-op, another is
+/// refused, as is a fee before acceptance or from the partner.
+pub fn record_transaction_fee(
+    t: &Ticket,
+    ctx: Context<'_>,
+    link: crate::ids::LinkId,
+    amount: rust_decimal::Decimal,
+    currency: crate::terms::Currency,
+) -> Result<Vec<Event>, DomainError> {
+    let action = format!("record a transaction fee of {amount} {currency}");
+    let l = t.link(link).ok_or_else(|| {
+        refuse(
+            action.clone(),
+            format!("ticket {} has no link {link}", t.id),
+            vec![],
+        )
+    })?;
+    if ctx.actor.instance != l.lead {
+        return Err(refuse(
+            action,
+            format!("only the lead ({}) records transaction fees", l.lead),
+            vec![],
+        ));
+    }
+    let amount = values::money("transaction fee", amount)?;
+    if amount.scale() > currency.minor_units() {
+        return Err(invalid(
+            "transaction fee",
+            format!(
+                "{amount} has more decimal places than {currency} has ({})",
+                currency.minor_units()
+            ),
+        ));
+    }
+    let fee = crate::billing::TransactionFee { amount, currency };
+    if let Some(had) = &l.transaction_fee {
+        if *had == fee {
+            return Ok(vec![]);
+        }
+        return Err(refuse(
+            action,
+            format!(
+                "the acceptance of link {link} already carries a fee of {} {}",
+                had.amount, had.currency
+            ),
+            vec![],
+        ));
+    }
+    if l.accepted_version.is_none() {
+        return Err(refuse(
+            action,
+            format!("outsource status is {}, never accepted", l.status),
+            vec!["record the fee once the partner has accepted".into()],
+        ));
+    }
+    Ok(vec![Event::TransactionFeeRecorded { link, fee }])
+}

@@ -215,3 +215,59 @@ fn given_an_invoice_event_authored_by_the_lead_when_the_partner_receives_it_then
     assert_eq!(q[0].1.kind, QuarantineKind::RoleForbidden, "{q:?}");
     assert!(net.link(PARTNER).invoice.is_none());
 }
+
+fn fee(amount: &str, currency: &str) -> Command {
+    Command::RecordTransactionFee {
+        link: link1(),
+        amount: d(amount),
+        currency: ticketsync_domain::Currency::parse(currency).expect("currency"),
+    }
+}
+
+#[test]
+fn given_each_status_when_the_lead_records_a_transaction_fee_then_only_an_accepted_link_takes_it_once(
+) {
+    for status in [S::Assigned, S::Declined, S::Canceled, S::Expired] {
+        let mut net = Net::at(status);
+        let text = refusal_text(net.when(&alice(), fee("2.50", "EUR")));
+        assert!(text.contains("never accepted"), "{status}: {text}");
+    }
+    for status in [S::Accepted, S::InProgress, S::WaitingApproval, S::Complete] {
+        let mut net = Net::at(status);
+        let sent = net.sent();
+        let events = net.given(&alice(), fee("2.50", "EUR"));
+        assert_eq!(events.len(), 1, "{status}");
+        assert_eq!(net.sent(), sent, "{status}: a fee never leaves the lead");
+        let recorded = net.link(LEAD).transaction_fee.clone().expect("recorded");
+        assert_eq!((recorded.amount, recorded.currency), (d("2.5"), eur()));
+        assert_eq!(
+            net.given(&alice(), fee("2.5", "EUR")),
+            vec![],
+            "{status}: same fee"
+        );
+        let text = refusal_text(net.when(&alice(), fee("3", "EUR")));
+        assert!(
+            text.contains("already carries a fee of 2.5 EUR"),
+            "{status}: {text}"
+        );
+    }
+}
+
+#[test]
+fn given_an_accepted_link_when_the_partner_or_a_bad_amount_records_a_fee_then_it_is_refused() {
+    let mut net = Net::at(S::Accepted);
+    let text = refusal_text(net.when(&carol(), fee("1", "EUR")));
+    assert!(
+        text.contains("only the lead (acme) records transaction fees"),
+        "{text}"
+    );
+    assert_eq!(
+        invalid_field(net.when(&alice(), fee("-1", "EUR"))),
+        "transaction fee"
+    );
+    assert_eq!(
+        invalid_field(net.when(&alice(), fee("1.5", "JPY"))),
+        "transaction fee"
+    );
+    assert!(net.link(LEAD).transaction_fee.is_none());
+}

@@ -540,7 +540,9 @@ fn model_apply(
 ) {
     match e {
         // The generator makes no outsourcing or invoicing commands.
-        Event::Outsource { .. } | Event::InvoiceIssued { .. } => {}
+        Event::Outsource { .. }
+        | Event::InvoiceIssued { .. }
+        | Event::TransactionFeeRecorded { .. } => {}
         Event::TicketCreated { status: s, .. } => *status = Some(s.clone()),
         Event::StatusChanged { to, .. } => *status = Some(to.clone()),
         Event::NoteAdded { item, .. }

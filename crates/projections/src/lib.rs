@@ -7,4 +7,6 @@ pub mod runner;
 pub mod ticket;
 
 pub use runner::{catch_up, digest, rebuild, Projection, ProjectionError, Rebuilt, RUN_BATCH};
-pub use ticket::{ticket_as_of, InvoiceRef, StatedInvoice, TicketProjection, TicketView, TICKETS};
+pub use ticket::{
+    ticket_as_of, FeeView, InvoiceRef, StatedInvoice, TicketProjection, TicketView, TICKETS,
+};

@@ -50,6 +50,9 @@ pub struct TicketView {
     /// instance's sequence) or received (as the lead, numbered in the partner's).
     #[serde(default)]
     pub invoices: Vec<InvoiceRef>,
+    /// Transaction fees the lead recorded for portal companies' acceptances.
+    #[serde(default)]
+    pub transaction_fees: Vec<FeeView>,
     /// Every item in the order added, deleted ones included and marked.
     pub items: Vec<ItemView>,
     pub history: Vec<HistoryView>,
@@ -66,6 +69,16 @@ pub struct InvoiceRef {
     /// it has recorded the event; on the lead the event is what creates this record).
     #[serde(default)]
     pub stated: Option<StatedInvoice>,
+}
+
+/// A transaction fee recorded for the acceptance of one link.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeeView {
+    pub link_id: String,
+    pub partner: String,
+    pub amount: Decimal,
+    pub currency: String,
+    pub recorded_at: String,
 }
 
 /// The figures of an `invoice_issued` event, which the lead checks its own bill against.
@@ -314,6 +327,9 @@ fn summary(ev: &Event) -> String {
             invoice.lines,
             invoice.terms_version
         ),
+        Event::TransactionFeeRecorded { fee, .. } => {
+            format!("transaction fee {} {} recorded", fee.amount, fee.currency)
+        }
     }
 }
 
@@ -351,6 +367,7 @@ pub fn apply_entry(
             outsource: None,
             links: vec![],
             invoices: vec![],
+            transaction_fees: vec![],
             items: vec![],
             history: vec![],
         },
@@ -428,6 +445,24 @@ pub fn apply_entry(
                 note_change(i, &editor, e.link_seq);
                 i.deleted = true;
                 i.updated_at = at.clone();
+            }
+        }
+        Event::TransactionFeeRecorded { link, fee } => {
+            let link_id = link.to_string();
+            let partner = links
+                .iter()
+                .find(|l| l.id == *link && l.lead == editor)
+                .map(|l| l.partner.to_string());
+            if let Some(partner) = partner {
+                if !v.transaction_fees.iter().any(|f| f.link_id == link_id) {
+                    v.transaction_fees.push(FeeView {
+                        link_id,
+                        partner,
+                        amount: fee.amount,
+                        currency: fee.currency.code().to_string(),
+                        recorded_at: at.clone(),
+                    });
+                }
             }
         }
         Event::InvoiceIssued { link, invoice } => {

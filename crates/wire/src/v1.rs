@@ -39,6 +39,7 @@ pub enum EventV1 {
     OutsourceForceCompleted(LinkOnly),
     OutsourceCompletedByStatus(LinkOnly),
     InvoiceIssued(InvoiceIssued),
+    TransactionFeeRecorded(TransactionFeeRecorded),
 }
 
 /// How the partner's work is priced.
@@ -140,6 +141,20 @@ pub struct InvoiceIssued {
     #[serde(with = "crate::serde_bytes::digest")]
     #[schemars(with = "String")]
     pub lines_digest: [u8; 32],
+}
+
+/// The lead's record of a portal company's per-acceptance transaction fee.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TransactionFeeRecorded {
+    #[serde(with = "crate::serde_bytes::ulid_id")]
+    #[schemars(with = "String")]
+    pub link: Ulid,
+    /// Decimal string.
+    #[serde(with = "rust_decimal::serde::str")]
+    #[schemars(with = "String")]
+    pub amount: Decimal,
+    /// ISO 4217 code.
+    pub currency: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -342,6 +357,13 @@ impl From<&d::Event> for EventV1 {
                 subtotal: invoice.subtotal,
                 lines_digest: invoice.lines_digest.0,
             }),
+            E::TransactionFeeRecorded { link, fee } => {
+                EventV1::TransactionFeeRecorded(TransactionFeeRecorded {
+                    link: link.0,
+                    amount: fee.amount,
+                    currency: fee.currency.code().to_string(),
+                })
+            }
             E::TicketCreated {
                 title,
                 description,
@@ -451,6 +473,13 @@ impl TryFrom<EventV1> for d::Event {
                     lines: x.lines,
                     subtotal: x.subtotal,
                     lines_digest: d::Sha256Digest(x.lines_digest),
+                },
+            },
+            EventV1::TransactionFeeRecorded(x) => E::TransactionFeeRecorded {
+                link: lk(x.link),
+                fee: d::billing::TransactionFee {
+                    amount: x.amount,
+                    currency: d::Currency::parse(&x.currency).map_err(|e| e.to_string())?,
                 },
             },
             EventV1::OutsourceSent(x) => o(

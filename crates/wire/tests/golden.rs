@@ -151,17 +151,26 @@ fn billing_samples() -> Vec<Event> {
     }
     digest[0] = 0xff;
     digest[31] = 0x00;
-    vec![Event::InvoiceIssued {
-        link: link(),
-        invoice: ticketsync_domain::billing::IssuedInvoice {
-            number: 1_000_042,
-            terms_version: 3,
-            currency: Currency::parse("KWD").expect("fixture currency"),
-            lines: 17,
-            subtotal: dec("1234.500"),
-            lines_digest: ticketsync_domain::Sha256Digest(digest),
+    vec![
+        Event::InvoiceIssued {
+            link: link(),
+            invoice: ticketsync_domain::billing::IssuedInvoice {
+                number: 1_000_042,
+                terms_version: 3,
+                currency: Currency::parse("KWD").expect("fixture currency"),
+                lines: 17,
+                subtotal: dec("1234.500"),
+                lines_digest: ticketsync_domain::Sha256Digest(digest),
+            },
         },
-    }]
+        Event::TransactionFeeRecorded {
+            link: link(),
+            fee: ticketsync_domain::billing::TransactionFee {
+                amount: dec("0.125"),
+                currency: Currency::parse("KWD").expect("fixture currency"),
+            },
+        },
+    ]
 }
 
 fn link() -> LinkId {
@@ -339,6 +348,7 @@ golden!(
     outsource_force_completed,
     outsource_completed_by_status,
     invoice_issued,
+    transaction_fee_recorded,
 );
 
 #[test]
