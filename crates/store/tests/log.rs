@@ -1,18 +1,24 @@
-//! The SQLite store against real database files: appends and reads, optimistic
-//! concurrency, the database-enforced append-only rule, tamper detection by `verify_log`,
-//! schema guards on open, and projection commits.
+//! The store contract for the log, run against every backend (a fresh SQLite file and a
+//! fresh PostgreSQL database per test): appends and reads, optimistic concurrency, the
+//! database-enforced append-only rule, tamper detection by `verify_log`, schema guards on
+//! open, and projection commits. Tests that need one backend's own tooling (SQLite's file,
+//! `INSERT OR REPLACE`, bound raw inserts; PostgreSQL's `TRUNCATE` and upserts) say so in
+//! their name's module.
+
+#[macro_use]
+mod support;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};
-use tempfile::TempDir;
+use support::{attacker, Db, Kind};
 use ticketsync_domain::{Event, ItemId};
 use ticketsync_store::{
-    verify_log, DocChange, Head, SqliteStore, Store, StoreError, StreamAppend, VerifyReport,
-    MAX_READ_BATCH, STORE_SCHEMA,
+    verify_log, DocChange, Head, PgStore, SqliteStore, Store, StoreError, StreamAppend,
+    VerifyReport, MAX_READ_BATCH, STORE_SCHEMA,
 };
 use ticketsync_wire::{
     decode_event, encode_event, LogEntry, NewEntry, GENESIS_HASH, SCHEMA_VERSION,
@@ -21,23 +27,6 @@ use ulid::Ulid;
 
 /// 2025-03-14T10:30:00Z, the `recorded_at` of the first append in these tests.
 const T0: i64 = 1_741_948_200_000;
-
-struct Db {
-    _dir: TempDir,
-    path: PathBuf,
-    store: SqliteStore,
-}
-
-async fn fresh() -> Db {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("log.sqlite");
-    let store = SqliteStore::create(&path).await.expect("create store");
-    Db {
-        _dir: dir,
-        path,
-        store,
-    }
-}
 
 fn stream(n: u8) -> Ulid {
     Ulid((0x0195_9A3C_0000u128 << 80) | u128::from(n))
@@ -100,11 +89,11 @@ fn notes(n: usize, tag: &str) -> Vec<Event> {
     (0..n).map(|i| note(&format!("{tag} #{i}"))).collect()
 }
 
-async fn verify(store: &SqliteStore) -> VerifyReport {
+async fn verify(store: &dyn Store) -> VerifyReport {
     verify_log(store, &mut |_| {}).await.expect("verify runs")
 }
 
-async fn assert_verifies(store: &SqliteStore, entries: u64) {
+async fn assert_verifies(store: &dyn Store, entries: u64) {
     let report = verify(store).await;
     assert_eq!(report.problem, None, "the log should verify");
     assert_eq!(report.checked, entries);
@@ -112,7 +101,7 @@ async fn assert_verifies(store: &SqliteStore, entries: u64) {
 }
 
 /// Asserts `verify_log` names `kind` at `position`.
-async fn assert_problem(store: &SqliteStore, position: u64, kind: &str) -> VerifyReport {
+async fn assert_problem(store: &dyn Store, position: u64, kind: &str) -> VerifyReport {
     let report = verify(store).await;
     let problem = report
         .problem
@@ -131,15 +120,15 @@ fn is_conflict(r: &Result<Vec<LogEntry>, StoreError>) -> bool {
     matches!(r, Err(StoreError::Conflict { .. }))
 }
 
-async fn all_entries(store: &SqliteStore) -> Vec<LogEntry> {
+async fn all_entries(store: &dyn Store) -> Vec<LogEntry> {
     store.read_log(0, MAX_READ_BATCH).await.expect("read_log")
 }
 
 /// Builds the six-entry log the tamper tests work on:
 /// 1 A v1 created, 2 A v2 note, 3 B v1 created, 4 A v3 note, 5 B v2 note, 6 A v4 note.
-async fn six_entry_log() -> Db {
-    let db = fresh().await;
-    let s = &db.store;
+async fn six_entry_log(kind: Kind) -> Db {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     let (a, b) = (stream(0xA), stream(0xB));
     s.append(T0, vec![part(a, 0, &[created("A"), note("a1")])])
         .await
@@ -165,16 +154,6 @@ async fn six_entry_log() -> Db {
 
 const COLUMNS: &str = "position, event_id, stream_id, version, schema_version, event_type, \
      occurred_at, recorded_at, actor_instance, actor_user, payload, prev_hash, hash";
-
-/// A separate connection to the file, as another process would open it. Schema changes go
-/// through it alone: SQLite may judge DDL on a pooled connection against a schema it
-/// cached before another connection changed it.
-async fn attacker(path: &Path) -> SqliteConnection {
-    let opts = SqliteConnectOptions::new().filename(path);
-    SqliteConnection::connect_with(&opts)
-        .await
-        .expect("raw connection")
-}
 
 async fn exec(conn: &mut SqliteConnection, sql: &str) {
     sqlx::query(sql)
@@ -237,10 +216,9 @@ async fn delete_raw(conn: &mut SqliteConnection, position: u64) {
 // ---------------------------------------------------------------------------------------
 // Appending and reading.
 
-#[tokio::test]
-async fn an_empty_log_has_the_genesis_head_and_verifies() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn an_empty_log_has_the_genesis_head_and_verifies(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     assert_eq!(
         s.head().await.unwrap(),
         Head {
@@ -260,10 +238,9 @@ async fn an_empty_log_has_the_genesis_head_and_verifies() {
     assert_verifies(s, 0).await;
 }
 
-#[tokio::test]
-async fn appended_entries_read_back_in_order_with_a_contiguous_chain() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn appended_entries_read_back_in_order_with_a_contiguous_chain(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     let (a, b) = (stream(1), stream(2));
     let first_events = [created("Printer"), note("first note"), note("second")];
     let first = s
@@ -358,17 +335,16 @@ async fn appended_entries_read_back_in_order_with_a_contiguous_chain() {
     assert_verifies(s, 5).await;
 
     // The log survives closing and reopening the file.
-    s.pool().close().await;
-    let reopened = SqliteStore::open(&db.path).await.expect("reopen");
-    assert_eq!(all_entries(&reopened).await, written);
+    db.close().await;
+    let reopened = db.open_again().await.expect("reopen");
+    assert_eq!(all_entries(&*reopened).await, written);
     assert_eq!(reopened.head().await.unwrap().position, 5);
-    assert_verifies(&reopened, 5).await;
+    assert_verifies(&*reopened, 5).await;
 }
 
-#[tokio::test]
-async fn an_empty_batch_appends_nothing() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn an_empty_batch_appends_nothing(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     s.append(T0, vec![part(stream(1), 0, &[created("x")])])
         .await
         .unwrap();
@@ -387,10 +363,9 @@ async fn an_empty_batch_appends_nothing() {
     ));
 }
 
-#[tokio::test]
-async fn a_stale_expected_version_is_a_conflict_and_writes_nothing() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     let a = stream(1);
     s.append(T0, vec![part(a, 0, &[created("x"), note("y")])])
         .await
@@ -419,10 +394,9 @@ async fn a_stale_expected_version_is_a_conflict_and_writes_nothing() {
     assert_verifies(s, 2).await;
 }
 
-#[tokio::test]
-async fn a_batch_whose_second_stream_is_stale_writes_nothing_at_all() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn a_batch_whose_second_stream_is_stale_writes_nothing_at_all(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     let (a, b) = (stream(1), stream(2));
     s.append(T0, vec![part(a, 0, &[created("A")])])
         .await
@@ -477,10 +451,9 @@ async fn a_batch_whose_second_stream_is_stale_writes_nothing_at_all() {
     assert_verifies(s, 6).await;
 }
 
-#[tokio::test]
-async fn one_stream_twice_in_a_batch_counts_its_own_earlier_part() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn one_stream_twice_in_a_batch_counts_its_own_earlier_part(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     let a = stream(1);
     let ok = s
         .append(
@@ -498,10 +471,9 @@ async fn one_stream_twice_in_a_batch_counts_its_own_earlier_part() {
     assert_verifies(s, 2).await;
 }
 
-#[tokio::test]
-async fn a_duplicate_event_id_fails_the_whole_batch() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn a_duplicate_event_id_fails_the_whole_batch(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     let first = s
         .append(T0, vec![part(stream(1), 0, &[created("A")])])
         .await
@@ -515,10 +487,9 @@ async fn a_duplicate_event_id_fails_the_whole_batch() {
     assert_verifies(s, 1).await;
 }
 
-#[tokio::test]
-async fn read_log_caps_a_page_and_verify_walks_every_page() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn read_log_caps_a_page_and_verify_walks_every_page(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     let total = u64::from(MAX_READ_BATCH) + 1;
     let events = notes(total as usize, "bulk");
     s.append(T0, vec![part(stream(1), 0, &events)])
@@ -539,12 +510,11 @@ async fn read_log_caps_a_page_and_verify_walks_every_page() {
     assert_eq!(progress, vec![u64::from(MAX_READ_BATCH), total]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_writers_to_one_stream_get_versions_1_to_200_without_gaps() {
+async fn concurrent_writers_to_one_stream_get_versions_1_to_200_without_gaps(kind: Kind) {
     const TASKS: u64 = 8;
     const PER_TASK: u64 = 25;
     const MAX_ATTEMPTS: u32 = 10_000;
-    let db = fresh().await;
+    let db = Db::fresh(kind).await;
     let a = stream(1);
     let mut handles = Vec::new();
     for t in 0..TASKS {
@@ -589,7 +559,7 @@ async fn concurrent_writers_to_one_stream_get_versions_1_to_200_without_gaps() {
     let total = TASKS * PER_TASK;
     assert_eq!(by_event.len() as u64, total);
 
-    let s = &db.store;
+    let s = &*db.store;
     let stored = s.read_stream(a, None).await.unwrap();
     assert_eq!(
         stored.iter().map(|e| e.version).collect::<Vec<_>>(),
@@ -619,38 +589,48 @@ async fn concurrent_writers_to_one_stream_get_versions_1_to_200_without_gaps() {
 // ---------------------------------------------------------------------------------------
 // Append-only, enforced by the database.
 
-#[tokio::test]
-async fn the_database_refuses_update_and_delete_of_events() {
-    let db = six_entry_log().await;
-    let pool = db.store.pool();
-    let before = all_entries(&db.store).await;
-    for sql in [
-        "UPDATE events SET actor_user = 'mallory' WHERE position = 2",
-        "UPDATE events SET payload = X'00' WHERE position = 3",
-        "UPDATE events SET position = position + 100",
-        "DELETE FROM events WHERE position = 6",
-        "DELETE FROM events",
-    ] {
-        let err = sqlx::query(sql)
-            .execute(pool)
+async fn the_database_refuses_update_and_delete_of_events(kind: Kind) {
+    let db = six_entry_log(kind).await;
+    let before = all_entries(&*db.store).await;
+    let mut statements = vec![
+        "UPDATE events SET actor_user = 'mallory' WHERE position = 2".to_string(),
+        format!(
+            "UPDATE events SET payload = {} WHERE position = 3",
+            kind.blob_literal()
+        ),
+        "UPDATE events SET position = position + 100".to_string(),
+        "DELETE FROM events WHERE position = 6".to_string(),
+        "DELETE FROM events".to_string(),
+    ];
+    if kind == Kind::Postgres {
+        statements.push("TRUNCATE events".to_string());
+        statements.push(
+            "INSERT INTO events SELECT * FROM events WHERE position = 2 \
+             ON CONFLICT (position) DO UPDATE SET actor_user = 'mallory'"
+                .to_string(),
+        );
+    }
+    for sql in &statements {
+        let err = db
+            .exec_as_app(sql)
             .await
             .expect_err(&format!("the database accepted {sql}"));
         assert!(
-            err.to_string().contains("append-only"),
+            err.contains("append-only"),
             "{sql} failed for another reason: {err}"
         );
     }
-    assert_eq!(all_entries(&db.store).await, before);
-    assert_verifies(&db.store, 6).await;
+    assert_eq!(all_entries(&*db.store).await, before);
+    assert_verifies(&*db.store, 6).await;
 }
 
 #[tokio::test]
 async fn the_database_refuses_replacing_an_event_through_insert_or_replace() {
     // REPLACE deletes the conflicting row, and SQLite does not fire DELETE triggers for
     // that unless recursive_triggers is on: the append-only rule must hold here too.
-    let db = six_entry_log().await;
-    let pool = db.store.pool();
-    let before = all_entries(&db.store).await;
+    let db = six_entry_log(Kind::Sqlite).await;
+    let pool = db.sqlite().pool();
+    let before = all_entries(&*db.store).await;
     let result = sqlx::query(&format!(
         "INSERT OR REPLACE INTO events ({COLUMNS}) \
          SELECT position, event_id, stream_id, version, schema_version, event_type, \
@@ -659,7 +639,7 @@ async fn the_database_refuses_replacing_an_event_through_insert_or_replace() {
     ))
     .execute(pool)
     .await;
-    let after = all_entries(&db.store).await;
+    let after = all_entries(&*db.store).await;
     assert!(
         result.is_err(),
         "INSERT OR REPLACE rewrote position 2 (actor_user now {:?})",
@@ -673,10 +653,10 @@ async fn the_database_refuses_replacing_an_event_through_insert_or_replace() {
 
 #[tokio::test]
 async fn verify_names_a_changed_payload_byte() {
-    let db = six_entry_log().await;
-    let mut raw = attacker(&db.path).await;
+    let db = six_entry_log(Kind::Sqlite).await;
+    let mut raw = attacker(db.path()).await;
     let conn = &mut raw;
-    let mut payload = all_entries(&db.store).await[3].payload.clone();
+    let mut payload = all_entries(&*db.store).await[3].payload.clone();
     let middle = payload.len() / 2;
     payload[middle] ^= 0x01;
     drop_guards(conn).await;
@@ -686,9 +666,9 @@ async fn verify_names_a_changed_payload_byte() {
         .await
         .unwrap();
     restore_guards(conn).await;
-    let entries = all_entries(&db.store).await;
+    let entries = all_entries(&*db.store).await;
     assert_eq!(entries[3].payload, payload, "the tampering took");
-    let report = assert_problem(&db.store, 4, "hash_mismatch").await;
+    let report = assert_problem(&*db.store, 4, "hash_mismatch").await;
     assert_eq!(report.checked, 4);
     assert_eq!(
         report.last_good,
@@ -699,38 +679,34 @@ async fn verify_names_a_changed_payload_byte() {
     );
 }
 
-#[tokio::test]
-async fn verify_names_a_changed_actor() {
-    let db = six_entry_log().await;
-    let mut raw = attacker(&db.path).await;
-    let conn = &mut raw;
-    drop_guards(conn).await;
-    exec(
-        conn,
+async fn verify_names_a_changed_actor(kind: Kind) {
+    let db = six_entry_log(kind).await;
+    db.without_guards(
+        "events",
         "UPDATE events SET actor_user = 'mallory' WHERE position = 2",
     )
     .await;
-    restore_guards(conn).await;
-    assert_problem(&db.store, 2, "hash_mismatch").await;
+    assert_problem(&*db.store, 2, "hash_mismatch").await;
 }
 
-#[tokio::test]
-async fn verify_names_a_deleted_middle_entry() {
-    let db = six_entry_log().await;
-    let mut raw = attacker(&db.path).await;
-    let conn = &mut raw;
-    drop_guards(conn).await;
-    delete_raw(conn, 3).await;
-    restore_guards(conn).await;
-    assert_problem(&db.store, 3, "position_gap").await;
+async fn verify_names_a_deleted_middle_entry(kind: Kind) {
+    let db = six_entry_log(kind).await;
+    db.without_guards("events", "DELETE FROM events WHERE position = 3")
+        .await;
+    assert_eq!(
+        db.store.count_entries().await.unwrap(),
+        5,
+        "the tampering took"
+    );
+    assert_problem(&*db.store, 3, "position_gap").await;
 }
 
 #[tokio::test]
 async fn verify_names_the_first_of_two_swapped_entries() {
-    let db = six_entry_log().await;
-    let mut raw = attacker(&db.path).await;
+    let db = six_entry_log(Kind::Sqlite).await;
+    let mut raw = attacker(db.path()).await;
     let conn = &mut raw;
-    let entries = all_entries(&db.store).await;
+    let entries = all_entries(&*db.store).await;
     let (two, five) = (entries[1].clone(), entries[4].clone());
     drop_guards(conn).await;
     delete_raw(conn, 2).await;
@@ -745,8 +721,8 @@ async fn verify_names_the_first_of_two_swapped_entries() {
     .await;
     insert_raw(conn, &LogEntry { position: 5, ..two }).await;
     restore_guards(conn).await;
-    assert_eq!(all_entries(&db.store).await[1].event_id, five.event_id);
-    assert_problem(&db.store, 2, "prev_hash_mismatch").await;
+    assert_eq!(all_entries(&*db.store).await[1].event_id, five.event_id);
+    assert_problem(&*db.store, 2, "prev_hash_mismatch").await;
 }
 
 /// Moves every entry at or after `from` one position up, freeing `from`.
@@ -767,10 +743,10 @@ async fn shift_up_from(conn: &mut SqliteConnection, from: u64) {
 async fn verify_names_a_forged_entry_inserted_in_the_middle() {
     // The forger renumbers the tail and slips in an entry that reuses the chain values
     // found at that position.
-    let db = six_entry_log().await;
-    let mut raw = attacker(&db.path).await;
+    let db = six_entry_log(Kind::Sqlite).await;
+    let mut raw = attacker(db.path()).await;
     let conn = &mut raw;
-    let entries = all_entries(&db.store).await;
+    let entries = all_entries(&*db.store).await;
     drop_guards(conn).await;
     shift_up_from(conn, 4).await;
     let forged = LogEntry {
@@ -784,7 +760,7 @@ async fn verify_names_a_forged_entry_inserted_in_the_middle() {
     insert_raw(conn, &forged).await;
     restore_guards(conn).await;
     assert_eq!(db.store.count_entries().await.unwrap(), 7);
-    assert_problem(&db.store, 4, "hash_mismatch").await;
+    assert_problem(&*db.store, 4, "hash_mismatch").await;
 }
 
 #[tokio::test]
@@ -792,10 +768,10 @@ async fn verify_catches_a_correctly_sealed_forgery_at_the_next_link() {
     // A forger who recomputes the forged entry's own hash makes position 4 look sound on
     // its own; the chain then breaks between it and the entry it displaced. The hash
     // chain cannot tell which of the two is the forgery, so the first bad link is 5.
-    let db = six_entry_log().await;
-    let mut raw = attacker(&db.path).await;
+    let db = six_entry_log(Kind::Sqlite).await;
+    let mut raw = attacker(db.path()).await;
     let conn = &mut raw;
-    let entries = all_entries(&db.store).await;
+    let entries = all_entries(&*db.store).await;
     drop_guards(conn).await;
     shift_up_from(conn, 4).await;
     let new = NewEntry {
@@ -806,7 +782,7 @@ async fn verify_catches_a_correctly_sealed_forgery_at_the_next_link() {
     let forged = LogEntry::seal(new, 4, 1, T0 + 2, entries[2].hash);
     insert_raw(conn, &forged).await;
     restore_guards(conn).await;
-    assert_problem(&db.store, 5, "prev_hash_mismatch").await;
+    assert_problem(&*db.store, 5, "prev_hash_mismatch").await;
 }
 
 #[tokio::test]
@@ -814,10 +790,10 @@ async fn verify_names_a_forged_entry_appended_past_the_recorded_head() {
     // A correctly sealed entry appended after the last one, without moving the recorded
     // head: the walk is sound up to 7, and the head says the log ends at 6, so the first
     // position that is wrong is 7 (not 8, which does not exist).
-    let db = six_entry_log().await;
-    let mut raw = attacker(&db.path).await;
+    let db = six_entry_log(Kind::Sqlite).await;
+    let mut raw = attacker(db.path()).await;
     let conn = &mut raw;
-    let entries = all_entries(&db.store).await;
+    let entries = all_entries(&*db.store).await;
     let new = NewEntry {
         link_seq: 0,
         stream_id: stream(0xA),
@@ -826,19 +802,15 @@ async fn verify_names_a_forged_entry_appended_past_the_recorded_head() {
     let forged = LogEntry::seal(new, 7, 5, T0 + 5, entries[5].hash);
     insert_raw(conn, &forged).await; // inserts are not refused: that is how appends work
     assert_eq!(db.store.head().await.unwrap().position, 6);
-    assert_problem(&db.store, 7, "head_mismatch").await;
+    assert_problem(&*db.store, 7, "head_mismatch").await;
 }
 
-#[tokio::test]
-async fn verify_names_a_deleted_last_entry_as_a_head_mismatch() {
-    let db = six_entry_log().await;
-    let mut raw = attacker(&db.path).await;
-    let conn = &mut raw;
-    let entries = all_entries(&db.store).await;
-    drop_guards(conn).await;
-    delete_raw(conn, 6).await;
-    restore_guards(conn).await;
-    let report = assert_problem(&db.store, 6, "head_mismatch").await;
+async fn verify_names_a_deleted_last_entry_as_a_head_mismatch(kind: Kind) {
+    let db = six_entry_log(kind).await;
+    let entries = all_entries(&*db.store).await;
+    db.without_guards("events", "DELETE FROM events WHERE position = 6")
+        .await;
+    let report = assert_problem(&*db.store, 6, "head_mismatch").await;
     assert_eq!(
         report.last_good,
         Head {
@@ -852,10 +824,10 @@ async fn verify_names_a_deleted_last_entry_as_a_head_mismatch() {
 async fn verify_names_a_resealed_version_gap() {
     // The last entry's version is changed and its hash and the head recomputed, so only
     // the stream's version sequence betrays it.
-    let db = six_entry_log().await;
-    let mut raw = attacker(&db.path).await;
+    let db = six_entry_log(Kind::Sqlite).await;
+    let mut raw = attacker(db.path()).await;
     let conn = &mut raw;
-    let entries = all_entries(&db.store).await;
+    let entries = all_entries(&*db.store).await;
     let mut last = entries[5].clone();
     assert_eq!(last.version, 4);
     last.version = 5;
@@ -872,46 +844,37 @@ async fn verify_names_a_resealed_version_gap() {
         .await
         .unwrap();
     restore_guards(conn).await;
-    assert_problem(&db.store, 6, "version_gap").await;
+    assert_problem(&*db.store, 6, "version_gap").await;
 }
 
-#[tokio::test]
-async fn verify_names_a_recorded_stream_version_that_disagrees_with_the_log() {
-    let db = six_entry_log().await;
-    exec(
-        &mut attacker(&db.path).await,
-        &format!(
-            "UPDATE streams SET version = 9 WHERE stream_id = '{}'",
-            stream(0xB)
-        ),
-    )
+async fn verify_names_a_recorded_stream_version_that_disagrees_with_the_log(kind: Kind) {
+    let db = six_entry_log(kind).await;
+    db.exec_raw(&format!(
+        "UPDATE streams SET version = 9 WHERE stream_id = '{}'",
+        stream(0xB)
+    ))
     .await;
-    assert_problem(&db.store, 6, "stream_version_mismatch").await;
+    assert_problem(&*db.store, 6, "stream_version_mismatch").await;
 }
 
-#[tokio::test]
-async fn verify_names_a_stream_missing_from_the_recorded_versions() {
+async fn verify_names_a_stream_missing_from_the_recorded_versions(kind: Kind) {
     // Without its `streams` row, the next append to B would expect version 0 and collide
     // with B's existing events: the recorded versions no longer agree with the log.
-    let db = six_entry_log().await;
-    exec(
-        &mut attacker(&db.path).await,
-        &format!("DELETE FROM streams WHERE stream_id = '{}'", stream(0xB)),
-    )
+    let db = six_entry_log(kind).await;
+    db.exec_raw(&format!(
+        "DELETE FROM streams WHERE stream_id = '{}'",
+        stream(0xB)
+    ))
     .await;
     assert_eq!(db.store.stream_version(stream(0xB)).await.unwrap(), 0);
-    assert_problem(&db.store, 6, "stream_version_mismatch").await;
+    assert_problem(&*db.store, 6, "stream_version_mismatch").await;
 }
 
-#[tokio::test]
-async fn verify_names_a_recorded_head_that_was_moved() {
-    let db = six_entry_log().await;
-    exec(
-        &mut attacker(&db.path).await,
-        "UPDATE log_head SET position = 9 WHERE id = 1",
-    )
-    .await;
-    assert_problem(&db.store, 7, "head_mismatch").await;
+async fn verify_names_a_recorded_head_that_was_moved(kind: Kind) {
+    let db = six_entry_log(kind).await;
+    db.exec_raw("UPDATE log_head SET position = 9 WHERE id = 1")
+        .await;
+    assert_problem(&*db.store, 7, "head_mismatch").await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -965,42 +928,42 @@ async fn dump(path: &Path) -> Vec<String> {
 
 #[tokio::test]
 async fn a_database_from_a_newer_store_schema_is_refused_untouched() {
-    let db = fresh().await;
+    let db = Db::fresh(Kind::Sqlite).await;
     db.store
         .append(T0, vec![part(stream(1), 0, &[created("x")])])
         .await
         .unwrap();
     db.store.set_meta("store_schema", "99").await.unwrap();
-    db.store.pool().close().await;
-    let before_rows = dump(&db.path).await;
-    let before_bytes = std::fs::read(&db.path).unwrap();
+    db.close().await;
+    let before_rows = dump(db.path()).await;
+    let before_bytes = std::fs::read(db.path()).unwrap();
     assert!(before_rows.contains(&"meta store_schema=99".to_string()));
 
-    match SqliteStore::open(&db.path).await {
+    match SqliteStore::open(db.path()).await {
         Err(StoreError::SchemaTooNew { found, supported }) => {
             assert_eq!((found, supported), (99, STORE_SCHEMA))
         }
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
-    match SqliteStore::create(&db.path).await {
+    match SqliteStore::create(db.path()).await {
         Err(StoreError::SchemaTooNew { found: 99, .. }) => {}
         other => panic!("create must refuse too, got {other:?}"),
     }
-    assert_eq!(dump(&db.path).await, before_rows);
+    assert_eq!(dump(db.path()).await, before_rows);
     assert!(
-        std::fs::read(&db.path).unwrap() == before_bytes,
+        std::fs::read(db.path()).unwrap() == before_bytes,
         "the database file changed"
     );
 }
 
-#[tokio::test]
-async fn a_store_schema_that_is_not_a_number_is_corrupt() {
-    let db = fresh().await;
+async fn a_store_schema_that_is_not_a_number_is_corrupt(kind: Kind) {
+    let db = Db::fresh(kind).await;
     db.store.set_meta("store_schema", "one").await.unwrap();
-    db.store.pool().close().await;
-    match SqliteStore::open(&db.path).await {
+    db.close().await;
+    match db.open_again().await {
         Err(StoreError::Corrupt(msg)) => assert!(msg.contains("one"), "{msg}"),
-        other => panic!("expected Corrupt, got {other:?}"),
+        Err(e) => panic!("expected Corrupt, got {e}"),
+        Ok(_) => panic!("a store_schema that is not a number was accepted"),
     }
 }
 
@@ -1018,14 +981,13 @@ async fn opening_a_missing_file_is_not_initialized_and_creates_nothing() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
-#[tokio::test]
-async fn create_on_an_existing_store_keeps_its_log() {
-    let db = six_entry_log().await;
-    let before = all_entries(&db.store).await;
-    db.store.pool().close().await;
-    let again = SqliteStore::create(&db.path).await.expect("create again");
-    assert_eq!(all_entries(&again).await, before);
-    assert_verifies(&again, 6).await;
+async fn create_on_an_existing_store_keeps_its_log(kind: Kind) {
+    let db = six_entry_log(kind).await;
+    let before = all_entries(&*db.store).await;
+    db.close().await;
+    let again = db.create_again().await.expect("create again");
+    assert_eq!(all_entries(&*again).await, before);
+    assert_verifies(&*again, 6).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1045,10 +1007,9 @@ fn docs(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_projection_commit_from_a_stale_checkpoint_writes_nothing() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn a_projection_commit_from_a_stale_checkpoint_writes_nothing(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     assert_eq!(s.projection_checkpoint("tickets").await.unwrap(), 0);
     s.commit_projection("tickets", 0, 3, vec![put("a", "a@3"), put("b", "b@3")])
         .await
@@ -1102,7 +1063,7 @@ async fn a_projection_commit_from_a_stale_checkpoint_writes_nothing() {
     assert!(s.list_docs("billing").await.unwrap().is_empty());
 }
 
-async fn live_and_shadow(s: &SqliteStore) {
+async fn live_and_shadow(s: &dyn Store) {
     s.commit_projection("tickets", 0, 5, vec![put("a", "old a"), put("b", "old b")])
         .await
         .unwrap();
@@ -1119,10 +1080,9 @@ async fn live_and_shadow(s: &SqliteStore) {
         .unwrap();
 }
 
-#[tokio::test]
-async fn replace_projection_swaps_in_the_shadow_and_drops_it() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn replace_projection_swaps_in_the_shadow_and_drops_it(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     live_and_shadow(s).await;
     s.replace_projection("tickets.rebuild", "tickets")
         .await
@@ -1143,11 +1103,11 @@ async fn replace_projection_swaps_in_the_shadow_and_drops_it() {
 
 #[tokio::test]
 async fn a_replace_that_fails_midway_leaves_both_projections_as_they_were() {
-    let db = fresh().await;
-    let s = &db.store;
+    let db = Db::fresh(Kind::Sqlite).await;
+    let s = &*db.store;
     live_and_shadow(s).await;
     // Make the last step, moving the checkpoint to the live name, fail however it is done.
-    let mut conn = attacker(&db.path).await;
+    let mut conn = attacker(db.path()).await;
     for op in ["INSERT", "UPDATE"] {
         exec(
             &mut conn,
@@ -1175,10 +1135,9 @@ async fn a_replace_that_fails_midway_leaves_both_projections_as_they_were() {
     assert_eq!(s.projection_checkpoint("tickets.rebuild").await.unwrap(), 9);
 }
 
-#[tokio::test]
-async fn reset_projection_drops_only_that_projection() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn reset_projection_drops_only_that_projection(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     live_and_shadow(s).await;
     s.reset_projection("tickets").await.unwrap();
     assert!(s.list_docs("tickets").await.unwrap().is_empty());
@@ -1187,10 +1146,9 @@ async fn reset_projection_drops_only_that_projection() {
     assert_eq!(s.list_docs("billing").await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn meta_values_are_written_and_overwritten() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn meta_values_are_written_and_overwritten(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     assert_eq!(s.get_meta("instance").await.unwrap(), None);
     s.set_meta("instance", "acme").await.unwrap();
     s.set_meta("instance", "globex").await.unwrap();
@@ -1199,3 +1157,174 @@ async fn meta_values_are_written_and_overwritten() {
         Some("globex")
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL only: what its own tooling can do to the log, and how opening fails.
+
+/// A fresh PostgreSQL store with the six-entry log.
+async fn pg_six() -> Db {
+    six_entry_log(Kind::Postgres).await
+}
+
+#[tokio::test]
+async fn postgres_a_changed_payload_byte_with_triggers_disabled_is_named() {
+    // A superuser can switch the guard off; the chain still names the position.
+    let db = pg_six().await;
+    let before = all_entries(&*db.store).await[3].payload.clone();
+    db.without_guards(
+        "events",
+        "UPDATE events SET payload = set_byte(payload, length(payload) / 2, \
+         get_byte(payload, length(payload) / 2) # 1) WHERE position = 4",
+    )
+    .await;
+    assert_ne!(
+        all_entries(&*db.store).await[3].payload,
+        before,
+        "the tampering took"
+    );
+    let report = assert_problem(&*db.store, 4, "hash_mismatch").await;
+    assert_eq!(report.checked, 4);
+}
+
+#[tokio::test]
+async fn postgres_triggers_skipped_by_replication_role_still_leave_the_chain_to_tell() {
+    // `session_replication_role = replica` makes ordinary triggers not fire at all; a
+    // swap of two entries' positions done that way is found at the first of them.
+    let db = pg_six().await;
+    db.exec_raw(
+        "SET session_replication_role = replica; \
+         UPDATE events SET position = position + 100 WHERE position IN (2, 5); \
+         UPDATE events SET position = 107 - position WHERE position IN (102, 105)",
+    )
+    .await;
+    assert_eq!(
+        all_entries(&*db.store)
+            .await
+            .iter()
+            .map(|e| e.position)
+            .collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5, 6]
+    );
+    assert_problem(&*db.store, 2, "prev_hash_mismatch").await;
+}
+
+#[tokio::test]
+async fn postgres_truncate_is_refused_even_for_the_owner() {
+    let db = pg_six().await;
+    for sql in [
+        "TRUNCATE events",
+        "TRUNCATE channel_out",
+        "TRUNCATE events CASCADE",
+    ] {
+        let err = db
+            .exec_as_app(sql)
+            .await
+            .expect_err(&format!("the database accepted {sql}"));
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    assert_verifies(&*db.store, 6).await;
+}
+
+#[tokio::test]
+async fn postgres_a_newer_store_schema_is_refused_and_left_as_it_was() {
+    let db = pg_six().await;
+    db.store.set_meta("store_schema", "99").await.unwrap();
+    db.close().await;
+    for attempt in ["open", "create"] {
+        let r = if attempt == "open" {
+            db.open_again().await
+        } else {
+            db.create_again().await
+        };
+        match r {
+            Err(StoreError::SchemaTooNew { found, supported }) => {
+                assert_eq!((found, supported), (99, STORE_SCHEMA), "{attempt}")
+            }
+            Err(e) => panic!("{attempt}: expected SchemaTooNew, got {e}"),
+            Ok(_) => panic!("{attempt}: a newer schema was opened"),
+        }
+    }
+    // Untouched: the marker is still 99 and no migration ran.
+    db.exec_raw(
+        "DO $$ BEGIN \
+           IF (SELECT value FROM meta WHERE key = 'store_schema') <> '99' \
+             THEN RAISE EXCEPTION 'store_schema changed'; END IF; \
+           IF (SELECT count(*) FROM _sqlx_migrations) <> 2 \
+             THEN RAISE EXCEPTION 'migrations changed'; END IF; \
+           IF (SELECT count(*) FROM events) <> 6 \
+             THEN RAISE EXCEPTION 'events changed'; END IF; \
+         END $$",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_opening_a_missing_database_is_not_initialized_and_creates_nothing() {
+    let server = ticketsync_testkit::PgTestDb::create("missing");
+    let url = ticketsync_testkit::pg::with_database(server.url(), "ts_test_never_created");
+    match PgStore::open(&url).await {
+        Err(StoreError::NotInitialized(msg)) => {
+            assert!(msg.contains("ts_test_never_created"), "{msg}")
+        }
+        Err(e) => panic!("expected NotInitialized, got {e}"),
+        Ok(_) => panic!("a missing database opened"),
+    }
+    // An existing database without the schema is not initialized either, and stays empty.
+    match PgStore::open(server.url()).await {
+        Err(StoreError::NotInitialized(msg)) => {
+            assert!(msg.contains("not a ticketsync database"), "{msg}")
+        }
+        Err(e) => panic!("expected NotInitialized, got {e}"),
+        Ok(_) => panic!("an empty database opened"),
+    }
+    server
+        .exec(
+            "DO $$ BEGIN IF EXISTS (SELECT 1 FROM information_schema.tables \
+             WHERE table_schema = current_schema()) THEN RAISE EXCEPTION 'tables created'; \
+             END IF; END $$",
+        )
+        .expect("the empty database stayed empty");
+}
+
+#[tokio::test]
+async fn postgres_an_unreachable_server_is_unavailable_naming_it_without_the_password() {
+    // Nothing listens on a port that was free a moment ago.
+    let port = ticketsync_testkit::free_port();
+    let url = format!("postgres://ticketsync:s3cret@127.0.0.1:{port}/ticketsync");
+    for r in [PgStore::open(&url).await, PgStore::create(&url).await] {
+        match r {
+            Err(StoreError::Unavailable(msg)) => {
+                assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+                assert!(!msg.contains("s3cret"), "the password leaked: {msg}");
+                assert!(!msg.contains('\n'), "not one line: {msg}");
+            }
+            Err(e) => panic!("expected Unavailable, got {e}"),
+            Ok(_) => panic!("connected to nothing"),
+        }
+    }
+}
+
+contract_tests!(
+    an_empty_log_has_the_genesis_head_and_verifies,
+    appended_entries_read_back_in_order_with_a_contiguous_chain,
+    an_empty_batch_appends_nothing,
+    a_stale_expected_version_is_a_conflict_and_writes_nothing,
+    a_batch_whose_second_stream_is_stale_writes_nothing_at_all,
+    one_stream_twice_in_a_batch_counts_its_own_earlier_part,
+    a_duplicate_event_id_fails_the_whole_batch,
+    read_log_caps_a_page_and_verify_walks_every_page,
+    concurrent_writers_to_one_stream_get_versions_1_to_200_without_gaps,
+    the_database_refuses_update_and_delete_of_events,
+    verify_names_a_changed_actor,
+    verify_names_a_deleted_middle_entry,
+    verify_names_a_deleted_last_entry_as_a_head_mismatch,
+    verify_names_a_recorded_stream_version_that_disagrees_with_the_log,
+    verify_names_a_stream_missing_from_the_recorded_versions,
+    verify_names_a_recorded_head_that_was_moved,
+    a_store_schema_that_is_not_a_number_is_corrupt,
+    create_on_an_existing_store_keeps_its_log,
+    a_projection_commit_from_a_stale_checkpoint_writes_nothing,
+    replace_projection_swaps_in_the_shadow_and_drops_it,
+    reset_projection_drops_only_that_projection,
+    meta_values_are_written_and_overwritten,
+);
