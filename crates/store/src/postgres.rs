@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Postgres, Row};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
 use ticketsync_wire::{channel_hash, LogEntry, GENESIS_HASH};
 use ulid::Ulid;
 
@@ -86,11 +86,17 @@ fn open_error(url: &str, e: sqlx::Error) -> StoreError {
             ));
         }
     }
-    if is_unreachable(&e) {
+    if matches!(e, sqlx::Error::PoolTimedOut) {
         return StoreError::Unavailable(format!(
-            "cannot reach PostgreSQL at {} within {}s: {e}",
+            "PostgreSQL at {} did not answer within {}s",
             redacted(url),
             ACQUIRE_TIMEOUT.as_secs()
+        ));
+    }
+    if is_unreachable(&e) {
+        return StoreError::Unavailable(format!(
+            "cannot reach PostgreSQL at {}: {e}",
+            redacted(url)
         ));
     }
     StoreError::Unavailable(format!("{}: {e}", redacted(url)))
@@ -148,6 +154,14 @@ impl PgStore {
         let opts = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", redacted(url))))?
             .options([("statement_timeout", STATEMENT_TIMEOUT_MS.to_string())]);
+        // One direct connection first: a server that refuses or a missing database fails
+        // at once with the real cause, where the pool would retry until its timeout and
+        // then report only that it timed out.
+        let probe = tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(&opts))
+            .await
+            .map_err(|_| open_error(url, sqlx::Error::PoolTimedOut))?
+            .map_err(|e| open_error(url, e))?;
+        probe.close().await.map_err(|e| open_error(url, e))?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
