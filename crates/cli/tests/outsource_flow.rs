@@ -63,6 +63,26 @@ fn link_set(v: &Value) -> Vec<(String, Vec<String>)> {
 fn given_paired_instances_when_a_ticket_is_sent_accepted_worked_completed_and_approved_then_both_sides_agree_at_every_step(
 ) {
     let (_net, acme, bolt) = acme_and_bolt();
+    whole_flow(&acme, &bolt);
+}
+
+#[test]
+fn given_the_partner_on_postgresql_when_the_whole_flow_runs_then_both_sides_agree_at_every_step() {
+    let (_net, acme, bolt) = acme_and_bolt_on(true);
+    assert!(
+        !bolt.dir.join("ticketsync.db").exists(),
+        "bolt should have no SQLite file"
+    );
+    whole_flow(&acme, &bolt);
+    // Every command ran against PostgreSQL: its log verifies there, and holds what
+    // bolt's `verify` counted.
+    let v = common::json(&bolt.ok(&["verify", "--json"]));
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["checked"].as_u64().expect("checked") > 0, "{v}");
+}
+
+/// Pairing to approval between two paired instances, checking both sides at each step.
+fn whole_flow(acme: &Site, bolt: &Site) {
     let id = acme.create("Replace the core switch");
 
     // send with terms

@@ -60,9 +60,29 @@ fn run<T: Send + 'static>(
 }
 
 impl PgTestDb {
-    /// Creates an empty database named `ts_test_<pid>_<n>_<nanos>` (`tag` is only for
-    /// people reading the server's database list).
+    /// Creates an empty database named `ts_test_<pid>_<n>_<nanos>_<tag>` (`tag` is only
+    /// for people reading the server's database list).
     pub fn create(tag: &str) -> PgTestDb {
+        let db = PgTestDb::uncreated(tag);
+        let sql = format!("CREATE DATABASE \"{}\"", db.name);
+        let target = db.admin.clone();
+        if let Err(e) = run(async move {
+            let mut c = PgConnection::connect(&target).await?;
+            c.execute(sql.as_str()).await?;
+            c.close().await
+        }) {
+            panic!(
+                "cannot create test database {} on {} (set TICKETSYNC_TEST_PG, \
+                 or run scripts/setup.sh to start a local server): {e}",
+                db.name, db.admin
+            );
+        }
+        db
+    }
+
+    /// A unique database name and URL, without creating the database (for code that
+    /// creates it itself); it is still dropped, if it exists, with the guard.
+    pub fn uncreated(tag: &str) -> PgTestDb {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -79,18 +99,6 @@ impl PgTestDb {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         let admin = test_pg_url();
-        let sql = format!("CREATE DATABASE \"{name}\"");
-        let target = admin.clone();
-        if let Err(e) = run(async move {
-            let mut c = PgConnection::connect(&target).await?;
-            c.execute(sql.as_str()).await?;
-            c.close().await
-        }) {
-            panic!(
-                "cannot create test database {name} on {admin} (set TICKETSYNC_TEST_PG, \
-                 or run scripts/setup.sh to start a local server): {e}"
-            );
-        }
         let url = with_database(&admin, &name);
         PgTestDb { admin, name, url }
     }
