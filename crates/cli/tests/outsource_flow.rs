@@ -108,8 +108,8 @@ fn whole_flow(acme: &Site, bolt: &Site) {
         !bolt.has_ticket(&id),
         "bolt has the ticket before any daemon ran"
     );
-    deliver(&acme, &bolt);
-    assert_status(&acme, &bolt, &id, "Assigned");
+    deliver(acme, bolt);
+    assert_status(acme, bolt, &id, "Assigned");
 
     // the partner's ticket keeps the lead's ticket id, with the snapshot and the terms
     let tickets = bolt.tickets();
@@ -143,8 +143,8 @@ fn whole_flow(acme: &Site, bolt: &Site) {
         Some("Assigned"),
         "the lead learns of the acceptance only through sync"
     );
-    deliver(&bolt, &acme);
-    assert_status(&acme, &bolt, &id, "Accepted");
+    deliver(bolt, acme);
+    assert_status(acme, bolt, &id, "Accepted");
     assert_eq!(acme.show(&id)["outsource"]["accepted_terms_version"], 1);
     assert_eq!(bolt.show(&id)["outsource"]["accepted_terms_version"], 1);
 
@@ -166,9 +166,9 @@ fn whole_flow(acme: &Site, bolt: &Site) {
         "The old switch had a failed PSU",
     ]);
     assert_eq!(bolt.outsource_status(&id).as_deref(), Some("In Progress"));
-    deliver(&bolt, &acme);
-    assert_status(&acme, &bolt, &id, "In Progress");
-    let t = get_item(&acme, &id, &bt);
+    deliver(bolt, acme);
+    assert_status(acme, bolt, &id, "In Progress");
+    let t = get_item(acme, &id, &bt);
     assert_eq!(t["kind"], "time", "partner time arrives as time: {t}");
     assert_eq!(t["hours"], "1.5");
     assert_eq!(t["summary"], "Swapped the switch");
@@ -176,7 +176,7 @@ fn whole_flow(acme: &Site, bolt: &Site) {
     assert_eq!(t["author"]["user"], "bob");
     assert_eq!(t["received"], true);
     assert_eq!(t["sharing"], "shared");
-    let n = get_item(&acme, &id, &bn);
+    let n = get_item(acme, &id, &bn);
     assert_eq!(n["kind"], "note");
     assert_eq!(n["text"], "The old switch had a failed PSU");
     assert_eq!(
@@ -189,7 +189,7 @@ fn whole_flow(acme: &Site, bolt: &Site) {
     );
     assert_eq!(n["received"], true);
     assert_eq!(n["author"]["instance"], "bolt");
-    let pn = get_item(&bolt, &id, &bn);
+    let pn = get_item(bolt, &id, &bn);
     assert_eq!(pn["internal"], false);
     assert_eq!(pn["sharing"], "shared");
     assert_eq!(pn["received"], false);
@@ -204,9 +204,9 @@ fn whole_flow(acme: &Site, bolt: &Site) {
         "--summary",
         "Coordinated site access",
     ]);
-    deliver(&acme, &bolt);
-    assert_status(&acme, &bolt, &id, "In Progress");
-    let p = get_item(&bolt, &id, &at);
+    deliver(acme, bolt);
+    assert_status(acme, bolt, &id, "In Progress");
+    let p = get_item(bolt, &id, &at);
     assert_eq!(
         p["kind"], "note",
         "the lead's time must arrive as a note: {p}"
@@ -235,17 +235,17 @@ fn whole_flow(acme: &Site, bolt: &Site) {
     // the partner completes: Waiting Approval
     let out = bolt.ok(&["outsource", "complete", &id]);
     assert_eq!(out, format!("{id} Waiting Approval (lead acme)\n"));
-    deliver(&bolt, &acme);
-    assert_status(&acme, &bolt, &id, "Waiting Approval");
+    deliver(bolt, acme);
+    assert_status(acme, bolt, &id, "Waiting Approval");
 
     // the lead approves: Complete
     let out = acme.ok(&["outsource", "approve", &id]);
     assert_eq!(out, format!("{id} Complete (partner bolt)\n"));
-    deliver(&acme, &bolt);
-    assert_status(&acme, &bolt, &id, "Complete");
+    deliver(acme, bolt);
+    assert_status(acme, bolt, &id, "Complete");
 
     // drained: both sides hold the same channel heads, both ways
-    settle(&acme, &bolt);
+    settle(acme, bolt);
     let a = acme.channel("bolt");
     let b = bolt.channel("acme");
     assert_eq!(

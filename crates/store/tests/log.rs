@@ -1063,6 +1063,46 @@ async fn a_projection_commit_from_a_stale_checkpoint_writes_nothing(kind: Kind) 
     assert!(s.list_docs("billing").await.unwrap().is_empty());
 }
 
+async fn two_projection_commits_racing_from_one_checkpoint_let_exactly_one_through(kind: Kind) {
+    // Two runners that read the same checkpoint: the database lets one commit and tells
+    // the other where the checkpoint went, also when the checkpoint row does not exist yet.
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
+    for round in 0..10u64 {
+        let from = round * 10;
+        let (ra, rb) = tokio::join!(
+            s.commit_projection(
+                "tickets",
+                from,
+                from + 10,
+                vec![put("k", &format!("a{round}"))]
+            ),
+            s.commit_projection(
+                "tickets",
+                from,
+                from + 10,
+                vec![put("k", &format!("b{round}"))]
+            ),
+        );
+        let winner = match (&ra, &rb) {
+            (Ok(()), Err(StoreError::CheckpointMoved { actual, .. })) if *actual == from + 10 => {
+                "a"
+            }
+            (Err(StoreError::CheckpointMoved { actual, .. }), Ok(())) if *actual == from + 10 => {
+                "b"
+            }
+            other => {
+                panic!("round {round}: expected one commit and one CheckpointMoved, got {other:?}")
+            }
+        };
+        assert_eq!(s.projection_checkpoint("tickets").await.unwrap(), from + 10);
+        assert_eq!(
+            s.list_docs("tickets").await.unwrap(),
+            docs(&[("k", &format!("{winner}{round}"))])
+        );
+    }
+}
+
 async fn live_and_shadow(s: &dyn Store) {
     s.commit_projection("tickets", 0, 5, vec![put("a", "old a"), put("b", "old b")])
         .await
@@ -1101,22 +1141,30 @@ async fn replace_projection_swaps_in_the_shadow_and_drops_it(kind: Kind) {
     assert_eq!(s.projection_checkpoint("billing").await.unwrap(), 4);
 }
 
-#[tokio::test]
-async fn a_replace_that_fails_midway_leaves_both_projections_as_they_were() {
-    let db = Db::fresh(Kind::Sqlite).await;
+async fn a_replace_that_fails_midway_leaves_both_projections_as_they_were(kind: Kind) {
+    let db = Db::fresh(kind).await;
     let s = &*db.store;
     live_and_shadow(s).await;
     // Make the last step, moving the checkpoint to the live name, fail however it is done.
-    let mut conn = attacker(db.path()).await;
-    for op in ["INSERT", "UPDATE"] {
-        exec(
-            &mut conn,
-            &format!(
-                "CREATE TRIGGER test_fail_{op} BEFORE {op} ON projection_checkpoints \
-                 WHEN NEW.name = 'tickets' BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-            ),
-        )
-        .await;
+    match kind {
+        Kind::Sqlite => {
+            for op in ["INSERT", "UPDATE"] {
+                db.exec_raw(&format!(
+                    "CREATE TRIGGER test_fail_{op} BEFORE {op} ON projection_checkpoints \
+                     WHEN NEW.name = 'tickets' BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+                ))
+                .await;
+            }
+        }
+        Kind::Postgres => {
+            db.exec_raw(
+                "CREATE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN RAISE EXCEPTION 'injected failure'; END $$; \
+                 CREATE TRIGGER test_fail BEFORE INSERT OR UPDATE ON projection_checkpoints \
+                 FOR EACH ROW WHEN (NEW.name = 'tickets') EXECUTE FUNCTION test_fail()",
+            )
+            .await;
+        }
     }
     let err = s
         .replace_projection("tickets.rebuild", "tickets")
@@ -1326,5 +1374,7 @@ contract_tests!(
     a_projection_commit_from_a_stale_checkpoint_writes_nothing,
     replace_projection_swaps_in_the_shadow_and_drops_it,
     reset_projection_drops_only_that_projection,
+    two_projection_commits_racing_from_one_checkpoint_let_exactly_one_through,
+    a_replace_that_fails_midway_leaves_both_projections_as_they_were,
     meta_values_are_written_and_overwritten,
 );
