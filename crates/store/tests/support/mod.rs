@@ -22,6 +22,15 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// A blob literal holding `bytes`, in the backend's SQL.
+    pub fn blob_hex(self, bytes: &[u8]) -> String {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        match self {
+            Kind::Sqlite => format!("X'{hex}'"),
+            Kind::Postgres => format!("'\\x{hex}'::bytea"),
+        }
+    }
+
     /// A one-byte blob literal in the backend's SQL.
     pub fn blob_literal(self) -> &'static str {
         match self {
