@@ -115,16 +115,23 @@ impl PgStore {
     /// Creates the database if the server does not have it yet, and brings its schema up
     /// to date (or refuses a newer one).
     pub async fn create(url: &str) -> Result<Self, StoreError> {
-        let exists = tokio::time::timeout(ACQUIRE_TIMEOUT, Postgres::database_exists(url))
-            .await
-            .map_err(|_| open_error(url, sqlx::Error::PoolTimedOut))?
-            .map_err(|e| open_error(url, e))?;
-        if !exists {
-            Postgres::create_database(url)
-                .await
-                .map_err(|e| open_error(url, e))?;
+        match Self::open_inner(url).await {
+            // Only now go through the server's maintenance database (which the role may
+            // not be allowed into): the target itself said it does not exist.
+            Err(StoreError::NotInitialized(_)) => {
+                tokio::time::timeout(ACQUIRE_TIMEOUT, Postgres::create_database(url))
+                    .await
+                    .map_err(|_| open_error(url, sqlx::Error::PoolTimedOut))?
+                    .map_err(|e| {
+                        StoreError::Unavailable(format!(
+                            "cannot create the database {}: {e}",
+                            redacted(url)
+                        ))
+                    })?;
+                Self::open_inner(url).await
+            }
+            other => other,
         }
-        Self::open_inner(url).await
     }
 
     /// Opens an existing ticketsync database; `NotInitialized` when the server has no such

@@ -1263,6 +1263,27 @@ async fn postgres_opening_a_missing_database_is_not_initialized_and_creates_noth
 }
 
 #[tokio::test]
+async fn postgres_create_makes_a_missing_database_that_open_then_finds() {
+    let db = ticketsync_testkit::PgTestDb::uncreated("create");
+    assert!(matches!(
+        PgStore::open(db.url()).await,
+        Err(StoreError::NotInitialized(_))
+    ));
+    let store = PgStore::create(db.url()).await.expect("create");
+    store
+        .append(T0, vec![part(stream(1), 0, &[created("x")])])
+        .await
+        .expect("append");
+    store.close().await;
+    let again = PgStore::open(db.url()).await.expect("open");
+    assert_eq!(again.count_entries().await.unwrap(), 1);
+    assert_eq!(
+        again.get_meta("store_schema").await.unwrap().as_deref(),
+        Some(STORE_SCHEMA.to_string().as_str())
+    );
+}
+
+#[tokio::test]
 async fn postgres_an_unreachable_server_is_unavailable_naming_it_without_the_password() {
     // Nothing listens on a port that was free a moment ago.
     let port = ticketsync_testkit::free_port();
