@@ -1263,6 +1263,42 @@ async fn postgres_opening_a_missing_database_is_not_initialized_and_creates_noth
 }
 
 #[tokio::test]
+async fn both_backends_seal_the_same_appends_into_the_same_chain() {
+    // The chain is the backends' common ground: an instance could move from one to the
+    // other, and both sides of a link hash the same way whatever they run on.
+    let (sq, pg) = (
+        Db::fresh(Kind::Sqlite).await,
+        Db::fresh(Kind::Postgres).await,
+    );
+    let (a, b) = (stream(1), stream(2));
+    let batches = vec![
+        vec![part(a, 0, &[created("A"), note("a1")])],
+        vec![part(b, 0, &[created("B")]), part(a, 2, &[note("a2")])],
+        vec![part(b, 1, &notes(3, "b"))],
+    ];
+    for (i, batch) in batches.into_iter().enumerate() {
+        let t = T0 + i as i64;
+        let x = sq
+            .store
+            .append(t, batch.clone())
+            .await
+            .expect("sqlite append");
+        let y = pg.store.append(t, batch).await.expect("postgres append");
+        assert_eq!(x, y, "batch {i}");
+    }
+    assert_eq!(all_entries(&*sq.store).await, all_entries(&*pg.store).await);
+    assert_eq!(
+        sq.store.head().await.unwrap(),
+        pg.store.head().await.unwrap()
+    );
+    assert_eq!(
+        sq.store.stream_versions().await.unwrap(),
+        pg.store.stream_versions().await.unwrap()
+    );
+    assert_verifies(&*pg.store, 7).await;
+}
+
+#[tokio::test]
 async fn postgres_create_makes_a_missing_database_that_open_then_finds() {
     let db = ticketsync_testkit::PgTestDb::uncreated("create");
     assert!(matches!(
