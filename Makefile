@@ -6,7 +6,8 @@ CARGO ?= cargo
 .PHONY: help setup build test lint fmt check demo bench clean-demo
 
 help:
-	@echo "make demo   - build and run the demo on the embedded default (SQLite)"
+	@echo "make demo   - build and run the demo on the embedded default (SQLite);"
+	@echo "              DEMO_PG=1 make demo puts the partner instance on PostgreSQL"
 	@echo "make test   - set up nats-server/PostgreSQL if missing, run every test"
 	@echo "make check  - rustfmt check, clippy -D warnings, then make test"
 	@echo "make setup  - only the set-up step (scripts/setup.sh)"

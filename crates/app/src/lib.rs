@@ -19,7 +19,10 @@ use ticketsync_domain::{
     TicketId, Timestamp,
 };
 use ticketsync_projections::{catch_up, TicketProjection, TicketView};
-use ticketsync_store::{Outgoing, PartnerState, SqliteStore, Store, StoreError, StreamAppend};
+use ticketsync_store::{
+    is_postgres_url, postgres, Outgoing, PartnerState, PgStore, SqliteStore, Store, StoreError,
+    StreamAppend,
+};
 use ticketsync_wire::channel::{ChannelBody, ReplicatedEvent, BLOB_CHUNK_BYTES};
 use ticketsync_wire::{decode_event, encode_event, LogEntry, NewEntry, SCHEMA_VERSION};
 use ulid::Ulid;
@@ -88,24 +91,64 @@ pub struct Instance {
     pub portal: Option<InstanceId>,
 }
 
-/// The SQLite file a database URL names, resolved against the data directory.
-fn sqlite_path(dir: &Path, url: &str) -> Result<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .ok_or_else(|| {
-            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                Failure::Usage(
-                    "PostgreSQL is not supported by this build yet; use a sqlite: URL".into(),
-                )
-            } else {
+/// Where a database URL points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file (a relative path is resolved against the data directory).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database, by its `postgres://` URL.
+    Postgres(String),
+}
+
+impl Database {
+    /// Parses a `database` setting: `sqlite:PATH` / `sqlite://PATH`, or a
+    /// `postgres://` / `postgresql://` URL.
+    pub fn parse(dir: &Path, url: &str) -> Result<Database> {
+        if is_postgres_url(url) {
+            return Ok(Database::Postgres(url.to_string()));
+        }
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(|| {
                 Failure::Usage(format!(
-                    "unsupported database URL {url:?}; expected sqlite:PATH"
+                    "unsupported database URL {:?}; expected sqlite:PATH or postgres://HOST/DB",
+                    postgres::redacted(url)
                 ))
-            }
-        })?;
-    let p = PathBuf::from(rest);
-    Ok(if p.is_absolute() { p } else { dir.join(p) })
+            })?;
+        let p = PathBuf::from(rest);
+        Ok(Database::Sqlite(if p.is_absolute() {
+            p
+        } else {
+            dir.join(p)
+        }))
+    }
+
+    /// Creates (or opens) the database and brings its schema up to date.
+    pub async fn create(&self) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(match self {
+            Database::Sqlite(p) => Arc::new(SqliteStore::create(p).await?),
+            Database::Postgres(url) => Arc::new(PgStore::create(url).await?),
+        })
+    }
+
+    /// Opens an initialized database.
+    pub async fn open(&self) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(match self {
+            Database::Sqlite(p) => Arc::new(SqliteStore::open(p).await?),
+            Database::Postgres(url) => Arc::new(PgStore::open(url).await?),
+        })
+    }
+}
+
+impl std::fmt::Display for Database {
+    /// The file, or the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(p) => write!(f, "{}", p.display()),
+            Database::Postgres(url) => f.write_str(&postgres::redacted(url)),
+        }
+    }
 }
 
 pub fn now_ms() -> i64 {
@@ -137,14 +180,18 @@ impl Instance {
             .into());
         }
         let database = database.unwrap_or_else(|| format!("sqlite:{DB_FILE}"));
-        let db_path = sqlite_path(dir, &database)?;
+        let db = Database::parse(dir, &database)?;
+        // A SQLite file needs the directory first; for a server, connect first so that an
+        // unreachable one leaves nothing behind.
+        if matches!(db, Database::Sqlite(_)) {
+            fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let store = db.create().await?;
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let store = SqliteStore::create(&db_path).await?;
         match store.get_meta("instance").await? {
             Some(existing) if existing != id.as_str() => {
                 return Err(Failure::Refused(format!(
-                    "database {} belongs to instance {existing:?}",
-                    db_path.display()
+                    "database {db} belongs to instance {existing:?}"
                 ))
                 .into())
             }
@@ -182,7 +229,7 @@ impl Instance {
             statuses: StatusSet::new(&cfg.tickets.statuses)?,
             max_attachment_bytes: cfg.tickets.max_attachment_bytes,
         };
-        let store = SqliteStore::open(&sqlite_path(dir, &cfg.database)?).await?;
+        let store = Database::parse(dir, &cfg.database)?.open().await?;
         match store.get_meta("instance").await? {
             Some(n) if n == id.as_str() => {}
             other => bail!(
@@ -197,7 +244,7 @@ impl Instance {
             dir: dir.to_path_buf(),
             config: cfg,
             policy,
-            store: Arc::new(store),
+            store,
             actor,
             portal: None,
         })

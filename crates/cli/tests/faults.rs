@@ -320,8 +320,20 @@ fn given_a_jetstream_store_wiped_after_the_sender_published_when_the_receiver_co
 #[test]
 fn given_a_stream_of_events_when_either_daemon_gets_sigterm_mid_stream_then_it_exits_0_and_after_a_restart_nothing_is_lost_or_duplicated(
 ) {
+    sigterm_mid_stream(false);
+}
+
+#[test]
+fn given_a_sender_on_postgresql_when_either_daemon_gets_sigterm_mid_stream_then_nothing_is_lost_or_duplicated(
+) {
+    // bolt's relay reads its outbox from PostgreSQL while its commands append to it.
+    sigterm_mid_stream(true);
+}
+
+/// bolt sends a stream of events to acme; the daemons get SIGTERM in turn mid-stream.
+fn sigterm_mid_stream(bolt_on_postgres: bool) {
     let started = Instant::now();
-    let (_net, acme, bolt) = acme_and_bolt();
+    let (_net, acme, bolt) = acme_and_bolt_on(bolt_on_postgres);
     let tickets = live_tickets(&acme, &bolt, SMALL_RUN_TICKETS);
     let probe = Probe::new(&bolt, &acme);
     let mut rng = Rng::new(seed(0x5167_7E44));

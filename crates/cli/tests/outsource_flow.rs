@@ -63,6 +63,26 @@ fn link_set(v: &Value) -> Vec<(String, Vec<String>)> {
 fn given_paired_instances_when_a_ticket_is_sent_accepted_worked_completed_and_approved_then_both_sides_agree_at_every_step(
 ) {
     let (_net, acme, bolt) = acme_and_bolt();
+    whole_flow(&acme, &bolt);
+}
+
+#[test]
+fn given_the_partner_on_postgresql_when_the_whole_flow_runs_then_both_sides_agree_at_every_step() {
+    let (_net, acme, bolt) = acme_and_bolt_on(true);
+    assert!(
+        !bolt.dir.join("ticketsync.db").exists(),
+        "bolt should have no SQLite file"
+    );
+    whole_flow(&acme, &bolt);
+    // Every command ran against PostgreSQL: its log verifies there, and holds what
+    // bolt's `verify` counted.
+    let v = common::json(&bolt.ok(&["verify", "--json"]));
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["checked"].as_u64().expect("checked") > 0, "{v}");
+}
+
+/// Pairing to approval between two paired instances, checking both sides at each step.
+fn whole_flow(acme: &Site, bolt: &Site) {
     let id = acme.create("Replace the core switch");
 
     // send with terms
@@ -88,8 +108,8 @@ fn given_paired_instances_when_a_ticket_is_sent_accepted_worked_completed_and_ap
         !bolt.has_ticket(&id),
         "bolt has the ticket before any daemon ran"
     );
-    deliver(&acme, &bolt);
-    assert_status(&acme, &bolt, &id, "Assigned");
+    deliver(acme, bolt);
+    assert_status(acme, bolt, &id, "Assigned");
 
     // the partner's ticket keeps the lead's ticket id, with the snapshot and the terms
     let tickets = bolt.tickets();
@@ -123,8 +143,8 @@ fn given_paired_instances_when_a_ticket_is_sent_accepted_worked_completed_and_ap
         Some("Assigned"),
         "the lead learns of the acceptance only through sync"
     );
-    deliver(&bolt, &acme);
-    assert_status(&acme, &bolt, &id, "Accepted");
+    deliver(bolt, acme);
+    assert_status(acme, bolt, &id, "Accepted");
     assert_eq!(acme.show(&id)["outsource"]["accepted_terms_version"], 1);
     assert_eq!(bolt.show(&id)["outsource"]["accepted_terms_version"], 1);
 
@@ -146,9 +166,9 @@ fn given_paired_instances_when_a_ticket_is_sent_accepted_worked_completed_and_ap
         "The old switch had a failed PSU",
     ]);
     assert_eq!(bolt.outsource_status(&id).as_deref(), Some("In Progress"));
-    deliver(&bolt, &acme);
-    assert_status(&acme, &bolt, &id, "In Progress");
-    let t = get_item(&acme, &id, &bt);
+    deliver(bolt, acme);
+    assert_status(acme, bolt, &id, "In Progress");
+    let t = get_item(acme, &id, &bt);
     assert_eq!(t["kind"], "time", "partner time arrives as time: {t}");
     assert_eq!(t["hours"], "1.5");
     assert_eq!(t["summary"], "Swapped the switch");
@@ -156,7 +176,7 @@ fn given_paired_instances_when_a_ticket_is_sent_accepted_worked_completed_and_ap
     assert_eq!(t["author"]["user"], "bob");
     assert_eq!(t["received"], true);
     assert_eq!(t["sharing"], "shared");
-    let n = get_item(&acme, &id, &bn);
+    let n = get_item(acme, &id, &bn);
     assert_eq!(n["kind"], "note");
     assert_eq!(n["text"], "The old switch had a failed PSU");
     assert_eq!(
@@ -169,7 +189,7 @@ fn given_paired_instances_when_a_ticket_is_sent_accepted_worked_completed_and_ap
     );
     assert_eq!(n["received"], true);
     assert_eq!(n["author"]["instance"], "bolt");
-    let pn = get_item(&bolt, &id, &bn);
+    let pn = get_item(bolt, &id, &bn);
     assert_eq!(pn["internal"], false);
     assert_eq!(pn["sharing"], "shared");
     assert_eq!(pn["received"], false);
@@ -184,9 +204,9 @@ fn given_paired_instances_when_a_ticket_is_sent_accepted_worked_completed_and_ap
         "--summary",
         "Coordinated site access",
     ]);
-    deliver(&acme, &bolt);
-    assert_status(&acme, &bolt, &id, "In Progress");
-    let p = get_item(&bolt, &id, &at);
+    deliver(acme, bolt);
+    assert_status(acme, bolt, &id, "In Progress");
+    let p = get_item(bolt, &id, &at);
     assert_eq!(
         p["kind"], "note",
         "the lead's time must arrive as a note: {p}"
@@ -215,17 +235,17 @@ fn given_paired_instances_when_a_ticket_is_sent_accepted_worked_completed_and_ap
     // the partner completes: Waiting Approval
     let out = bolt.ok(&["outsource", "complete", &id]);
     assert_eq!(out, format!("{id} Waiting Approval (lead acme)\n"));
-    deliver(&bolt, &acme);
-    assert_status(&acme, &bolt, &id, "Waiting Approval");
+    deliver(bolt, acme);
+    assert_status(acme, bolt, &id, "Waiting Approval");
 
     // the lead approves: Complete
     let out = acme.ok(&["outsource", "approve", &id]);
     assert_eq!(out, format!("{id} Complete (partner bolt)\n"));
-    deliver(&acme, &bolt);
-    assert_status(&acme, &bolt, &id, "Complete");
+    deliver(acme, bolt);
+    assert_status(acme, bolt, &id, "Complete");
 
     // drained: both sides hold the same channel heads, both ways
-    settle(&acme, &bolt);
+    settle(acme, bolt);
     let a = acme.channel("bolt");
     let b = bolt.channel("acme");
     assert_eq!(

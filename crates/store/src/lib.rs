@@ -1,5 +1,5 @@
-//! The event log and projection storage behind one trait, [`Store`], with the SQLite
-//! implementation; callers never see which backend they talk to.
+//! The event log and projection storage behind one trait, [`Store`], with the SQLite and
+//! PostgreSQL implementations; callers never see which backend they talk to.
 //!
 //! Invariants every backend keeps: the log is append-only (enforced by the database),
 //! positions are contiguous from 1, each entry's hash commits to the previous one, an
@@ -8,6 +8,7 @@
 
 pub mod channel;
 pub mod error;
+pub mod postgres;
 pub mod sqlite;
 pub mod verify;
 
@@ -21,6 +22,7 @@ pub use channel::{
     ChannelEntry, ChannelHead, Inbound, Outgoing, Partner, PartnerState, QuarantineRecord,
 };
 pub use error::StoreError;
+pub use postgres::{is_postgres_url, PgStore};
 pub use sqlite::SqliteStore;
 pub use verify::{verify_channels, verify_log, ChannelReport, VerifyProblem, VerifyReport};
 

@@ -1,23 +1,18 @@
-//! The replication tables on real SQLite files: the outbox written with the log in one
-//! transaction, its chain and `verify_channels`, the inbound checkpoint of `apply_inbound`
-//! (duplicate, gap, broken chain, quarantine), partners.
+//! The store contract for the replication tables, run against every backend: the outbox
+//! written with the log in one transaction, its chain and `verify_channels`, the inbound
+//! checkpoint of `apply_inbound` (duplicate, gap, broken chain, quarantine), partners.
 
-use sqlx::Connection;
-use tempfile::TempDir;
+#[macro_use]
+mod support;
+
+use support::{Db, Kind};
 use ticketsync_domain::{Event, ItemId};
 use ticketsync_store::{
-    verify_channels, ChannelEntry, Inbound, Outgoing, Partner, PartnerState, SqliteStore, Store,
-    StoreError, StreamAppend,
+    verify_channels, ChannelEntry, Inbound, Outgoing, Partner, PartnerState, Store, StoreError,
+    StreamAppend,
 };
 use ticketsync_wire::{channel_hash, encode_event, NewEntry, GENESIS_HASH, SCHEMA_VERSION};
 use ulid::Ulid;
-
-async fn fresh() -> (TempDir, std::path::PathBuf, SqliteStore) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("db.sqlite");
-    let store = SqliteStore::create(&path).await.expect("create");
-    (dir, path, store)
-}
 
 fn note(n: u128, text: &str) -> NewEntry {
     let ev = Event::NoteAdded {
@@ -47,7 +42,7 @@ fn out(body: &[u8]) -> Outgoing {
     }
 }
 
-async fn add_partner(s: &SqliteStore, name: &str) {
+async fn add_partner(s: &dyn Store, name: &str) {
     s.put_partner(&Partner {
         name: name.into(),
         state: PartnerState::Paired,
@@ -81,10 +76,10 @@ fn genesis() -> ChannelEntry {
     }
 }
 
-#[tokio::test]
-async fn given_routed_append_when_read_then_outbox_chain_continues_and_verifies() {
-    let (_d, _p, s) = fresh().await;
-    add_partner(&s, "bolt").await;
+async fn given_routed_append_when_read_then_outbox_chain_continues_and_verifies(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
+    add_partner(s, "bolt").await;
     let batch = vec![StreamAppend {
         stream_id: Ulid(7),
         expected_version: 0,
@@ -113,7 +108,7 @@ async fn given_routed_append_when_read_then_outbox_chain_continues_and_verifies(
     }
     let head = s.outbox_head("bolt").await.expect("head");
     assert_eq!((head.seq, head.hash), (3, entries[2].hash));
-    let r = verify_channels(&s, "acme").await.expect("verify");
+    let r = verify_channels(s, "acme").await.expect("verify");
     assert_eq!(r.len(), 1);
     assert_eq!(
         (r[0].checked, r[0].head, r[0].problem.clone()),
@@ -121,10 +116,10 @@ async fn given_routed_append_when_read_then_outbox_chain_continues_and_verifies(
     );
 }
 
-#[tokio::test]
-async fn given_stale_version_when_routed_append_then_neither_events_nor_outbox_written() {
-    let (_d, _p, s) = fresh().await;
-    add_partner(&s, "bolt").await;
+async fn given_stale_version_when_routed_append_then_neither_events_nor_outbox_written(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
+    add_partner(s, "bolt").await;
     let batch = vec![StreamAppend {
         stream_id: Ulid(7),
         expected_version: 4,
@@ -139,40 +134,39 @@ async fn given_stale_version_when_routed_append_then_neither_events_nor_outbox_w
     assert_eq!(s.outbox_head("bolt").await.expect("head").seq, 0);
 }
 
-#[tokio::test]
-async fn given_outbox_row_changed_behind_the_triggers_when_verify_channels_then_seq_named() {
-    let (_d, path, s) = fresh().await;
-    add_partner(&s, "bolt").await;
+async fn given_outbox_row_changed_behind_the_triggers_when_verify_channels_then_seq_named(
+    kind: Kind,
+) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
+    add_partner(s, "bolt").await;
     s.append_routed(1, vec![], vec![out(b"one"), out(b"two"), out(b"three")])
         .await
         .expect("append");
-    // The triggers refuse the change through the store's own pool.
-    let refused = sqlx::query("UPDATE channel_out SET body = x'00' WHERE seq = 2")
-        .execute(s.pool())
-        .await;
-    assert!(refused.is_err(), "the outbox accepted an UPDATE");
-    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .expect("connect");
-    sqlx::query("DROP TRIGGER channel_out_refuse_update")
-        .execute(&mut c)
-        .await
-        .expect("drop");
-    sqlx::query("UPDATE channel_out SET body = x'00' WHERE seq = 2")
-        .execute(&mut c)
-        .await
-        .expect("tamper");
-    drop(c);
-    let r = verify_channels(&s, "acme").await.expect("verify");
+    // The triggers refuse the change through the store's own connections.
+    let tamper = format!(
+        "UPDATE channel_out SET body = {} WHERE seq = 2",
+        kind.blob_literal()
+    );
+    for sql in [tamper.as_str(), "DELETE FROM channel_out WHERE seq = 3"] {
+        let refused = db.exec_as_app(sql).await;
+        match refused {
+            Err(e) => assert!(e.contains("append-only"), "{sql}: {e}"),
+            Ok(n) => panic!("the outbox accepted {sql} ({n} rows)"),
+        }
+    }
+    db.without_guards("channel_out", &tamper).await;
+    let r = verify_channels(s, "acme").await.expect("verify");
     let (seq, detail) = r[0].problem.clone().expect("a problem");
     assert_eq!(seq, 2, "{detail}");
     assert_eq!(r[0].head.seq, 1);
 }
 
-#[tokio::test]
 async fn given_inbound_entries_when_applied_in_order_then_duplicates_gaps_and_forgeries_write_nothing(
+    kind: Kind,
 ) {
-    let (_d, _p, s) = fresh().await;
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     let e1 = next(&genesis(), b"first");
     let batch = vec![StreamAppend {
         stream_id: Ulid(7),
@@ -259,10 +253,18 @@ async fn given_inbound_entries_when_applied_in_order_then_duplicates_gaps_and_fo
     assert_eq!(s.count_entries().await.expect("count"), 1);
 }
 
-#[tokio::test]
-async fn given_acked_seq_when_set_lower_then_it_never_moves_back() {
-    let (_d, _p, s) = fresh().await;
+async fn given_acked_seq_when_set_lower_then_it_never_moves_back(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     s.set_outbox_acked("bolt", 5).await.expect("set");
     s.set_outbox_acked("bolt", 3).await.expect("set");
     assert_eq!(s.outbox_acked("bolt").await.expect("get"), 5);
 }
+
+contract_tests!(
+    given_routed_append_when_read_then_outbox_chain_continues_and_verifies,
+    given_stale_version_when_routed_append_then_neither_events_nor_outbox_written,
+    given_outbox_row_changed_behind_the_triggers_when_verify_channels_then_seq_named,
+    given_inbound_entries_when_applied_in_order_then_duplicates_gaps_and_forgeries_write_nothing,
+    given_acked_seq_when_set_lower_then_it_never_moves_back,
+);

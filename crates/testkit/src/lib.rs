@@ -1,6 +1,11 @@
 //! Test support shared by integration tests: a real `nats-server` process per test (free
 //! port, temporary JetStream store) that can be killed, restarted and have its store wiped,
-//! and `wait_until` for waiting on a condition with a timeout instead of sleeping.
+//! and `wait_until` for waiting on a condition with a timeout instead of sleeping; and
+//! throwaway PostgreSQL databases (`pg`).
+
+pub mod pg;
+
+pub use pg::{test_pg_url, PgTestDb};
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

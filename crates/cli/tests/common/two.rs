@@ -14,7 +14,7 @@ use std::time::Duration;
 use assert_cmd::Command;
 use serde_json::Value;
 use tempfile::TempDir;
-use ticketsync_testkit::NatsServer;
+use ticketsync_testkit::{NatsServer, PgTestDb};
 
 use crate::common::{assert_one_line_error, json, single_ulid, Out, OK};
 
@@ -32,17 +32,31 @@ impl Net {
         }
     }
 
-    /// Initializes instance `name` (commands run as `user`) with the test's NATS server.
+    /// Initializes instance `name` (commands run as `user`) with the test's NATS server,
+    /// on SQLite in its data directory.
     pub fn instance(&self, name: &str, user: &str) -> Site {
-        let site = Site {
+        self.instance_on(name, user, false)
+    }
+
+    /// `instance`, on a fresh PostgreSQL database of its own when `postgres` is set (on
+    /// the server `TICKETSYNC_TEST_PG` names; dropped with the site).
+    pub fn instance_on(&self, name: &str, user: &str, postgres: bool) -> Site {
+        let mut site = Site {
             name: name.to_string(),
             user: user.to_string(),
             dir: self.tmp.path().join(name),
             scratch: self.tmp.path().join(format!("{name}-files")),
+            pg: None,
         };
         std::fs::create_dir_all(&site.scratch).expect("scratch directory");
         let url = self.nats.url();
-        let out = site.ok(&["init", "--instance", name, "--nats", &url]);
+        let mut args = vec!["init", "--instance", name, "--nats", &url];
+        let pg = postgres.then(|| PgTestDb::create(name));
+        if let Some(pg) = &pg {
+            args.extend(["--database", pg.url()]);
+        }
+        let out = site.ok(&args);
+        site.pg = pg;
         assert_eq!(
             out,
             format!("initialized instance {name} in {}\n", site.dir.display())
@@ -87,6 +101,8 @@ pub struct Site {
     pub user: String,
     pub dir: PathBuf,
     scratch: PathBuf,
+    /// The site's PostgreSQL database, when it is not on SQLite.
+    pub pg: Option<PgTestDb>,
 }
 
 impl Site {
@@ -366,9 +382,14 @@ pub fn assert_status(lead: &Site, partner: &Site, id: &str, want: &str) {
 
 /// A fresh network with `acme` (alice) paired with `bolt` (bob) as its partner.
 pub fn acme_and_bolt() -> (Net, Site, Site) {
+    acme_and_bolt_on(false)
+}
+
+/// `acme_and_bolt`, with bolt on PostgreSQL when `bolt_on_postgres` is set.
+pub fn acme_and_bolt_on(bolt_on_postgres: bool) -> (Net, Site, Site) {
     let net = Net::start();
     let acme = net.instance("acme", "alice");
-    let bolt = net.instance("bolt", "bob");
+    let bolt = net.instance_on("bolt", "bob", bolt_on_postgres);
     pair(&acme, &bolt);
     (net, acme, bolt)
 }

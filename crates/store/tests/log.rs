@@ -1,18 +1,25 @@
-//! The SQLite store against real database files: appends and reads, optimistic
-//! concurrency, the database-enforced append-only rule, tamper detection by `verify_log`,
-//! schema guards on open, and projection commits.
+//! The store contract for the log, run against every backend (a fresh SQLite file and a
+//! fresh PostgreSQL database per test): appends and reads, optimistic concurrency, the
+//! database-enforced append-only rule, tamper detection by `verify_log`, schema guards on
+//! open, and projection commits. Each generic test runs as `sqlite::NAME` and
+//! `postgres::NAME`; the few that need one backend's own tooling (SQLite's file bytes and
+//! `INSERT OR REPLACE`; PostgreSQL's `TRUNCATE`, `session_replication_role`, server
+//! errors) are named `sqlite_*` and `postgres_*`.
+
+#[macro_use]
+mod support;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};
-use tempfile::TempDir;
+use support::{Db, Kind};
 use ticketsync_domain::{Event, ItemId};
 use ticketsync_store::{
-    verify_log, DocChange, Head, SqliteStore, Store, StoreError, StreamAppend, VerifyReport,
-    MAX_READ_BATCH, STORE_SCHEMA,
+    verify_log, DocChange, Head, PgStore, SqliteStore, Store, StoreError, StreamAppend,
+    VerifyReport, MAX_READ_BATCH, STORE_SCHEMA,
 };
 use ticketsync_wire::{
     decode_event, encode_event, LogEntry, NewEntry, GENESIS_HASH, SCHEMA_VERSION,
@@ -21,23 +28,6 @@ use ulid::Ulid;
 
 /// 2025-03-14T10:30:00Z, the `recorded_at` of the first append in these tests.
 const T0: i64 = 1_741_948_200_000;
-
-struct Db {
-    _dir: TempDir,
-    path: PathBuf,
-    store: SqliteStore,
-}
-
-async fn fresh() -> Db {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("log.sqlite");
-    let store = SqliteStore::create(&path).await.expect("create store");
-    Db {
-        _dir: dir,
-        path,
-        store,
-    }
-}
 
 fn stream(n: u8) -> Ulid {
     Ulid((0x0195_9A3C_0000u128 << 80) | u128::from(n))
@@ -100,11 +90,11 @@ fn notes(n: usize, tag: &str) -> Vec<Event> {
     (0..n).map(|i| note(&format!("{tag} #{i}"))).collect()
 }
 
-async fn verify(store: &SqliteStore) -> VerifyReport {
+async fn verify(store: &dyn Store) -> VerifyReport {
     verify_log(store, &mut |_| {}).await.expect("verify runs")
 }
 
-async fn assert_verifies(store: &SqliteStore, entries: u64) {
+async fn assert_verifies(store: &dyn Store, entries: u64) {
     let report = verify(store).await;
     assert_eq!(report.problem, None, "the log should verify");
     assert_eq!(report.checked, entries);
@@ -112,7 +102,7 @@ async fn assert_verifies(store: &SqliteStore, entries: u64) {
 }
 
 /// Asserts `verify_log` names `kind` at `position`.
-async fn assert_problem(store: &SqliteStore, position: u64, kind: &str) -> VerifyReport {
+async fn assert_problem(store: &dyn Store, position: u64, kind: &str) -> VerifyReport {
     let report = verify(store).await;
     let problem = report
         .problem
@@ -131,15 +121,15 @@ fn is_conflict(r: &Result<Vec<LogEntry>, StoreError>) -> bool {
     matches!(r, Err(StoreError::Conflict { .. }))
 }
 
-async fn all_entries(store: &SqliteStore) -> Vec<LogEntry> {
+async fn all_entries(store: &dyn Store) -> Vec<LogEntry> {
     store.read_log(0, MAX_READ_BATCH).await.expect("read_log")
 }
 
 /// Builds the six-entry log the tamper tests work on:
 /// 1 A v1 created, 2 A v2 note, 3 B v1 created, 4 A v3 note, 5 B v2 note, 6 A v4 note.
-async fn six_entry_log() -> Db {
-    let db = fresh().await;
-    let s = &db.store;
+async fn six_entry_log(kind: Kind) -> Db {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     let (a, b) = (stream(0xA), stream(0xB));
     s.append(T0, vec![part(a, 0, &[created("A"), note("a1")])])
         .await
@@ -161,86 +151,51 @@ async fn six_entry_log() -> Db {
 }
 
 // ---------------------------------------------------------------------------------------
-// Raw SQL for tampering, as an attacker with write access to the file would do it.
+// Raw SQL for tampering, as an attacker with write access to the database would do it.
 
 const COLUMNS: &str = "position, event_id, stream_id, version, schema_version, event_type, \
-     occurred_at, recorded_at, actor_instance, actor_user, payload, prev_hash, hash";
+     occurred_at, recorded_at, actor_instance, actor_user, link_seq, payload, prev_hash, hash";
 
-/// A separate connection to the file, as another process would open it. Schema changes go
-/// through it alone: SQLite may judge DDL on a pooled connection against a schema it
-/// cached before another connection changed it.
-async fn attacker(path: &Path) -> SqliteConnection {
-    let opts = SqliteConnectOptions::new().filename(path);
-    SqliteConnection::connect_with(&opts)
-        .await
-        .expect("raw connection")
+fn text(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
-async fn exec(conn: &mut SqliteConnection, sql: &str) {
-    sqlx::query(sql)
-        .execute(conn)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
-async fn drop_guards(conn: &mut SqliteConnection) {
-    exec(conn, "DROP TRIGGER events_refuse_update").await;
-    exec(conn, "DROP TRIGGER events_refuse_delete").await;
-}
-
-async fn restore_guards(conn: &mut SqliteConnection) {
-    exec(
-        conn,
-        "CREATE TRIGGER events_refuse_update BEFORE UPDATE ON events BEGIN \
-         SELECT RAISE(ABORT, 'the event log is append-only: UPDATE refused'); END",
+/// An INSERT of `e` exactly as given, in the backend's SQL.
+fn insert_sql(kind: Kind, e: &LogEntry) -> String {
+    format!(
+        "INSERT INTO events ({COLUMNS}) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+        e.position,
+        text(&e.event_id.to_string()),
+        text(&e.stream_id.to_string()),
+        e.version,
+        e.schema_version,
+        text(&e.event_type),
+        e.occurred_at,
+        e.recorded_at,
+        text(&e.actor_instance),
+        text(&e.actor_user),
+        e.link_seq,
+        kind.blob_hex(&e.payload),
+        kind.blob_hex(&e.prev_hash),
+        kind.blob_hex(&e.hash),
     )
-    .await;
-    exec(
-        conn,
-        "CREATE TRIGGER events_refuse_delete BEFORE DELETE ON events BEGIN \
-         SELECT RAISE(ABORT, 'the event log is append-only: DELETE refused'); END",
+}
+
+/// Moves every entry at or after `from` one position up, freeing `from` (in two steps, so
+/// no position is held twice at any moment, and none is ever below 1).
+fn shift_up_from(from: u64) -> String {
+    format!(
+        "UPDATE events SET position = position + 1000 WHERE position >= {from}; \
+         UPDATE events SET position = position - 999 WHERE position >= 1000"
     )
-    .await;
-}
-
-async fn insert_raw(conn: &mut SqliteConnection, e: &LogEntry) {
-    sqlx::query(&format!(
-        "INSERT INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    ))
-    .bind(e.position as i64)
-    .bind(e.event_id.to_string())
-    .bind(e.stream_id.to_string())
-    .bind(e.version as i64)
-    .bind(i64::from(e.schema_version))
-    .bind(&e.event_type)
-    .bind(e.occurred_at)
-    .bind(e.recorded_at)
-    .bind(&e.actor_instance)
-    .bind(&e.actor_user)
-    .bind(&e.payload)
-    .bind(&e.prev_hash[..])
-    .bind(&e.hash[..])
-    .execute(conn)
-    .await
-    .expect("raw insert");
-}
-
-async fn delete_raw(conn: &mut SqliteConnection, position: u64) {
-    let done = sqlx::query("DELETE FROM events WHERE position = ?")
-        .bind(position as i64)
-        .execute(conn)
-        .await
-        .expect("raw delete");
-    assert_eq!(done.rows_affected(), 1);
 }
 
 // ---------------------------------------------------------------------------------------
 // Appending and reading.
 
-#[tokio::test]
-async fn an_empty_log_has_the_genesis_head_and_verifies() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn an_empty_log_has_the_genesis_head_and_verifies(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     assert_eq!(
         s.head().await.unwrap(),
         Head {
@@ -260,10 +215,9 @@ async fn an_empty_log_has_the_genesis_head_and_verifies() {
     assert_verifies(s, 0).await;
 }
 
-#[tokio::test]
-async fn appended_entries_read_back_in_order_with_a_contiguous_chain() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn appended_entries_read_back_in_order_with_a_contiguous_chain(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     let (a, b) = (stream(1), stream(2));
     let first_events = [created("Printer"), note("first note"), note("second")];
     let first = s
@@ -358,17 +312,16 @@ async fn appended_entries_read_back_in_order_with_a_contiguous_chain() {
     assert_verifies(s, 5).await;
 
     // The log survives closing and reopening the file.
-    s.pool().close().await;
-    let reopened = SqliteStore::open(&db.path).await.expect("reopen");
-    assert_eq!(all_entries(&reopened).await, written);
+    db.close().await;
+    let reopened = db.open_again().await.expect("reopen");
+    assert_eq!(all_entries(&*reopened).await, written);
     assert_eq!(reopened.head().await.unwrap().position, 5);
-    assert_verifies(&reopened, 5).await;
+    assert_verifies(&*reopened, 5).await;
 }
 
-#[tokio::test]
-async fn an_empty_batch_appends_nothing() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn an_empty_batch_appends_nothing(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     s.append(T0, vec![part(stream(1), 0, &[created("x")])])
         .await
         .unwrap();
@@ -387,10 +340,9 @@ async fn an_empty_batch_appends_nothing() {
     ));
 }
 
-#[tokio::test]
-async fn a_stale_expected_version_is_a_conflict_and_writes_nothing() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     let a = stream(1);
     s.append(T0, vec![part(a, 0, &[created("x"), note("y")])])
         .await
@@ -419,10 +371,9 @@ async fn a_stale_expected_version_is_a_conflict_and_writes_nothing() {
     assert_verifies(s, 2).await;
 }
 
-#[tokio::test]
-async fn a_batch_whose_second_stream_is_stale_writes_nothing_at_all() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn a_batch_whose_second_stream_is_stale_writes_nothing_at_all(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     let (a, b) = (stream(1), stream(2));
     s.append(T0, vec![part(a, 0, &[created("A")])])
         .await
@@ -477,10 +428,9 @@ async fn a_batch_whose_second_stream_is_stale_writes_nothing_at_all() {
     assert_verifies(s, 6).await;
 }
 
-#[tokio::test]
-async fn one_stream_twice_in_a_batch_counts_its_own_earlier_part() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn one_stream_twice_in_a_batch_counts_its_own_earlier_part(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     let a = stream(1);
     let ok = s
         .append(
@@ -498,10 +448,9 @@ async fn one_stream_twice_in_a_batch_counts_its_own_earlier_part() {
     assert_verifies(s, 2).await;
 }
 
-#[tokio::test]
-async fn a_duplicate_event_id_fails_the_whole_batch() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn a_duplicate_event_id_fails_the_whole_batch(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     let first = s
         .append(T0, vec![part(stream(1), 0, &[created("A")])])
         .await
@@ -515,10 +464,9 @@ async fn a_duplicate_event_id_fails_the_whole_batch() {
     assert_verifies(s, 1).await;
 }
 
-#[tokio::test]
-async fn read_log_caps_a_page_and_verify_walks_every_page() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn read_log_caps_a_page_and_verify_walks_every_page(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     let total = u64::from(MAX_READ_BATCH) + 1;
     let events = notes(total as usize, "bulk");
     s.append(T0, vec![part(stream(1), 0, &events)])
@@ -539,12 +487,11 @@ async fn read_log_caps_a_page_and_verify_walks_every_page() {
     assert_eq!(progress, vec![u64::from(MAX_READ_BATCH), total]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_writers_to_one_stream_get_versions_1_to_200_without_gaps() {
+async fn concurrent_writers_to_one_stream_get_versions_1_to_200_without_gaps(kind: Kind) {
     const TASKS: u64 = 8;
     const PER_TASK: u64 = 25;
     const MAX_ATTEMPTS: u32 = 10_000;
-    let db = fresh().await;
+    let db = Db::fresh(kind).await;
     let a = stream(1);
     let mut handles = Vec::new();
     for t in 0..TASKS {
@@ -589,7 +536,7 @@ async fn concurrent_writers_to_one_stream_get_versions_1_to_200_without_gaps() {
     let total = TASKS * PER_TASK;
     assert_eq!(by_event.len() as u64, total);
 
-    let s = &db.store;
+    let s = &*db.store;
     let stored = s.read_stream(a, None).await.unwrap();
     assert_eq!(
         stored.iter().map(|e| e.version).collect::<Vec<_>>(),
@@ -619,38 +566,48 @@ async fn concurrent_writers_to_one_stream_get_versions_1_to_200_without_gaps() {
 // ---------------------------------------------------------------------------------------
 // Append-only, enforced by the database.
 
-#[tokio::test]
-async fn the_database_refuses_update_and_delete_of_events() {
-    let db = six_entry_log().await;
-    let pool = db.store.pool();
-    let before = all_entries(&db.store).await;
-    for sql in [
-        "UPDATE events SET actor_user = 'mallory' WHERE position = 2",
-        "UPDATE events SET payload = X'00' WHERE position = 3",
-        "UPDATE events SET position = position + 100",
-        "DELETE FROM events WHERE position = 6",
-        "DELETE FROM events",
-    ] {
-        let err = sqlx::query(sql)
-            .execute(pool)
+async fn the_database_refuses_update_and_delete_of_events(kind: Kind) {
+    let db = six_entry_log(kind).await;
+    let before = all_entries(&*db.store).await;
+    let mut statements = vec![
+        "UPDATE events SET actor_user = 'mallory' WHERE position = 2".to_string(),
+        format!(
+            "UPDATE events SET payload = {} WHERE position = 3",
+            kind.blob_literal()
+        ),
+        "UPDATE events SET position = position + 100".to_string(),
+        "DELETE FROM events WHERE position = 6".to_string(),
+        "DELETE FROM events".to_string(),
+    ];
+    if kind == Kind::Postgres {
+        statements.push("TRUNCATE events".to_string());
+        statements.push(
+            "INSERT INTO events SELECT * FROM events WHERE position = 2 \
+             ON CONFLICT (position) DO UPDATE SET actor_user = 'mallory'"
+                .to_string(),
+        );
+    }
+    for sql in &statements {
+        let err = db
+            .exec_as_app(sql)
             .await
             .expect_err(&format!("the database accepted {sql}"));
         assert!(
-            err.to_string().contains("append-only"),
+            err.contains("append-only"),
             "{sql} failed for another reason: {err}"
         );
     }
-    assert_eq!(all_entries(&db.store).await, before);
-    assert_verifies(&db.store, 6).await;
+    assert_eq!(all_entries(&*db.store).await, before);
+    assert_verifies(&*db.store, 6).await;
 }
 
 #[tokio::test]
-async fn the_database_refuses_replacing_an_event_through_insert_or_replace() {
+async fn sqlite_the_database_refuses_replacing_an_event_through_insert_or_replace() {
     // REPLACE deletes the conflicting row, and SQLite does not fire DELETE triggers for
     // that unless recursive_triggers is on: the append-only rule must hold here too.
-    let db = six_entry_log().await;
-    let pool = db.store.pool();
-    let before = all_entries(&db.store).await;
+    let db = six_entry_log(Kind::Sqlite).await;
+    let pool = db.sqlite().pool();
+    let before = all_entries(&*db.store).await;
     let result = sqlx::query(&format!(
         "INSERT OR REPLACE INTO events ({COLUMNS}) \
          SELECT position, event_id, stream_id, version, schema_version, event_type, \
@@ -659,7 +616,7 @@ async fn the_database_refuses_replacing_an_event_through_insert_or_replace() {
     ))
     .execute(pool)
     .await;
-    let after = all_entries(&db.store).await;
+    let after = all_entries(&*db.store).await;
     assert!(
         result.is_err(),
         "INSERT OR REPLACE rewrote position 2 (actor_user now {:?})",
@@ -671,24 +628,22 @@ async fn the_database_refuses_replacing_an_event_through_insert_or_replace() {
 // ---------------------------------------------------------------------------------------
 // Tamper detection.
 
-#[tokio::test]
-async fn verify_names_a_changed_payload_byte() {
-    let db = six_entry_log().await;
-    let mut raw = attacker(&db.path).await;
-    let conn = &mut raw;
-    let mut payload = all_entries(&db.store).await[3].payload.clone();
+async fn verify_names_a_changed_payload_byte(kind: Kind) {
+    let db = six_entry_log(kind).await;
+    let mut payload = all_entries(&*db.store).await[3].payload.clone();
     let middle = payload.len() / 2;
     payload[middle] ^= 0x01;
-    drop_guards(conn).await;
-    sqlx::query("UPDATE events SET payload = ? WHERE position = 4")
-        .bind(&payload)
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    restore_guards(conn).await;
-    let entries = all_entries(&db.store).await;
+    db.without_guards(
+        "events",
+        &format!(
+            "UPDATE events SET payload = {} WHERE position = 4",
+            kind.blob_hex(&payload)
+        ),
+    )
+    .await;
+    let entries = all_entries(&*db.store).await;
     assert_eq!(entries[3].payload, payload, "the tampering took");
-    let report = assert_problem(&db.store, 4, "hash_mismatch").await;
+    let report = assert_problem(&*db.store, 4, "hash_mismatch").await;
     assert_eq!(report.checked, 4);
     assert_eq!(
         report.last_good,
@@ -699,80 +654,56 @@ async fn verify_names_a_changed_payload_byte() {
     );
 }
 
-#[tokio::test]
-async fn verify_names_a_changed_actor() {
-    let db = six_entry_log().await;
-    let mut raw = attacker(&db.path).await;
-    let conn = &mut raw;
-    drop_guards(conn).await;
-    exec(
-        conn,
+async fn verify_names_a_changed_actor(kind: Kind) {
+    let db = six_entry_log(kind).await;
+    db.without_guards(
+        "events",
         "UPDATE events SET actor_user = 'mallory' WHERE position = 2",
     )
     .await;
-    restore_guards(conn).await;
-    assert_problem(&db.store, 2, "hash_mismatch").await;
+    assert_problem(&*db.store, 2, "hash_mismatch").await;
 }
 
-#[tokio::test]
-async fn verify_names_a_deleted_middle_entry() {
-    let db = six_entry_log().await;
-    let mut raw = attacker(&db.path).await;
-    let conn = &mut raw;
-    drop_guards(conn).await;
-    delete_raw(conn, 3).await;
-    restore_guards(conn).await;
-    assert_problem(&db.store, 3, "position_gap").await;
+async fn verify_names_a_deleted_middle_entry(kind: Kind) {
+    let db = six_entry_log(kind).await;
+    db.without_guards("events", "DELETE FROM events WHERE position = 3")
+        .await;
+    assert_eq!(
+        db.store.count_entries().await.unwrap(),
+        5,
+        "the tampering took"
+    );
+    assert_problem(&*db.store, 3, "position_gap").await;
 }
 
-#[tokio::test]
-async fn verify_names_the_first_of_two_swapped_entries() {
-    let db = six_entry_log().await;
-    let mut raw = attacker(&db.path).await;
-    let conn = &mut raw;
-    let entries = all_entries(&db.store).await;
+async fn verify_names_the_first_of_two_swapped_entries(kind: Kind) {
+    let db = six_entry_log(kind).await;
+    let entries = all_entries(&*db.store).await;
     let (two, five) = (entries[1].clone(), entries[4].clone());
-    drop_guards(conn).await;
-    delete_raw(conn, 2).await;
-    delete_raw(conn, 5).await;
-    insert_raw(
-        conn,
-        &LogEntry {
-            position: 2,
-            ..five.clone()
-        },
+    db.without_guards(
+        "events",
+        &format!(
+            "DELETE FROM events WHERE position IN (2, 5); {}; {}",
+            insert_sql(
+                kind,
+                &LogEntry {
+                    position: 2,
+                    ..five.clone()
+                }
+            ),
+            insert_sql(kind, &LogEntry { position: 5, ..two }),
+        ),
     )
     .await;
-    insert_raw(conn, &LogEntry { position: 5, ..two }).await;
-    restore_guards(conn).await;
-    assert_eq!(all_entries(&db.store).await[1].event_id, five.event_id);
-    assert_problem(&db.store, 2, "prev_hash_mismatch").await;
+    assert_eq!(all_entries(&*db.store).await[1].event_id, five.event_id);
+    assert_problem(&*db.store, 2, "prev_hash_mismatch").await;
 }
 
-/// Moves every entry at or after `from` one position up, freeing `from`.
-async fn shift_up_from(conn: &mut SqliteConnection, from: u64) {
-    exec(
-        conn,
-        &format!("UPDATE events SET position = -position WHERE position >= {from}"),
-    )
-    .await;
-    exec(
-        conn,
-        "UPDATE events SET position = 1 - position WHERE position < 0",
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn verify_names_a_forged_entry_inserted_in_the_middle() {
+async fn verify_names_a_forged_entry_inserted_in_the_middle(kind: Kind) {
     // The forger renumbers the tail and slips in an entry that reuses the chain values
     // found at that position.
-    let db = six_entry_log().await;
-    let mut raw = attacker(&db.path).await;
-    let conn = &mut raw;
-    let entries = all_entries(&db.store).await;
-    drop_guards(conn).await;
-    shift_up_from(conn, 4).await;
+    let db = six_entry_log(kind).await;
+    let entries = all_entries(&*db.store).await;
     let forged = LogEntry {
         position: 4,
         event_id: next_event_id(),
@@ -781,64 +712,59 @@ async fn verify_names_a_forged_entry_inserted_in_the_middle() {
         actor_user: "mallory".into(),
         ..entries[3].clone()
     };
-    insert_raw(conn, &forged).await;
-    restore_guards(conn).await;
+    db.without_guards(
+        "events",
+        &format!("{}; {}", shift_up_from(4), insert_sql(kind, &forged)),
+    )
+    .await;
     assert_eq!(db.store.count_entries().await.unwrap(), 7);
-    assert_problem(&db.store, 4, "hash_mismatch").await;
+    assert_problem(&*db.store, 4, "hash_mismatch").await;
 }
 
-#[tokio::test]
-async fn verify_catches_a_correctly_sealed_forgery_at_the_next_link() {
+async fn verify_catches_a_correctly_sealed_forgery_at_the_next_link(kind: Kind) {
     // A forger who recomputes the forged entry's own hash makes position 4 look sound on
     // its own; the chain then breaks between it and the entry it displaced. The hash
     // chain cannot tell which of the two is the forgery, so the first bad link is 5.
-    let db = six_entry_log().await;
-    let mut raw = attacker(&db.path).await;
-    let conn = &mut raw;
-    let entries = all_entries(&db.store).await;
-    drop_guards(conn).await;
-    shift_up_from(conn, 4).await;
+    let db = six_entry_log(kind).await;
+    let entries = all_entries(&*db.store).await;
     let new = NewEntry {
         link_seq: 0,
         stream_id: stream(0xC),
         ..new_entry(&created("forged"), "mallory")
     };
     let forged = LogEntry::seal(new, 4, 1, T0 + 2, entries[2].hash);
-    insert_raw(conn, &forged).await;
-    restore_guards(conn).await;
-    assert_problem(&db.store, 5, "prev_hash_mismatch").await;
+    db.without_guards(
+        "events",
+        &format!("{}; {}", shift_up_from(4), insert_sql(kind, &forged)),
+    )
+    .await;
+    assert_problem(&*db.store, 5, "prev_hash_mismatch").await;
 }
 
-#[tokio::test]
-async fn verify_names_a_forged_entry_appended_past_the_recorded_head() {
+async fn verify_names_a_forged_entry_appended_past_the_recorded_head(kind: Kind) {
     // A correctly sealed entry appended after the last one, without moving the recorded
     // head: the walk is sound up to 7, and the head says the log ends at 6, so the first
     // position that is wrong is 7 (not 8, which does not exist).
-    let db = six_entry_log().await;
-    let mut raw = attacker(&db.path).await;
-    let conn = &mut raw;
-    let entries = all_entries(&db.store).await;
+    let db = six_entry_log(kind).await;
+    let entries = all_entries(&*db.store).await;
     let new = NewEntry {
         link_seq: 0,
         stream_id: stream(0xA),
         ..new_entry(&note("forged"), "mallory")
     };
     let forged = LogEntry::seal(new, 7, 5, T0 + 5, entries[5].hash);
-    insert_raw(conn, &forged).await; // inserts are not refused: that is how appends work
+    // Inserts are not refused: that is how appends work.
+    db.exec_raw(&insert_sql(kind, &forged)).await;
     assert_eq!(db.store.head().await.unwrap().position, 6);
-    assert_problem(&db.store, 7, "head_mismatch").await;
+    assert_problem(&*db.store, 7, "head_mismatch").await;
 }
 
-#[tokio::test]
-async fn verify_names_a_deleted_last_entry_as_a_head_mismatch() {
-    let db = six_entry_log().await;
-    let mut raw = attacker(&db.path).await;
-    let conn = &mut raw;
-    let entries = all_entries(&db.store).await;
-    drop_guards(conn).await;
-    delete_raw(conn, 6).await;
-    restore_guards(conn).await;
-    let report = assert_problem(&db.store, 6, "head_mismatch").await;
+async fn verify_names_a_deleted_last_entry_as_a_head_mismatch(kind: Kind) {
+    let db = six_entry_log(kind).await;
+    let entries = all_entries(&*db.store).await;
+    db.without_guards("events", "DELETE FROM events WHERE position = 6")
+        .await;
+    let report = assert_problem(&*db.store, 6, "head_mismatch").await;
     assert_eq!(
         report.last_good,
         Head {
@@ -848,70 +774,55 @@ async fn verify_names_a_deleted_last_entry_as_a_head_mismatch() {
     );
 }
 
-#[tokio::test]
-async fn verify_names_a_resealed_version_gap() {
+async fn verify_names_a_resealed_version_gap(kind: Kind) {
     // The last entry's version is changed and its hash and the head recomputed, so only
     // the stream's version sequence betrays it.
-    let db = six_entry_log().await;
-    let mut raw = attacker(&db.path).await;
-    let conn = &mut raw;
-    let entries = all_entries(&db.store).await;
+    let db = six_entry_log(kind).await;
+    let entries = all_entries(&*db.store).await;
     let mut last = entries[5].clone();
     assert_eq!(last.version, 4);
     last.version = 5;
     last.hash = last.compute_hash();
-    drop_guards(conn).await;
-    sqlx::query("UPDATE events SET version = 5, hash = ? WHERE position = 6")
-        .bind(&last.hash[..])
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    sqlx::query("UPDATE log_head SET hash = ? WHERE id = 1")
-        .bind(&last.hash[..])
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-    restore_guards(conn).await;
-    assert_problem(&db.store, 6, "version_gap").await;
-}
-
-#[tokio::test]
-async fn verify_names_a_recorded_stream_version_that_disagrees_with_the_log() {
-    let db = six_entry_log().await;
-    exec(
-        &mut attacker(&db.path).await,
+    let hash = kind.blob_hex(&last.hash);
+    db.without_guards(
+        "events",
         &format!(
-            "UPDATE streams SET version = 9 WHERE stream_id = '{}'",
-            stream(0xB)
+            "UPDATE events SET version = 5, hash = {hash} WHERE position = 6; \
+             UPDATE log_head SET hash = {hash} WHERE id = 1"
         ),
     )
     .await;
-    assert_problem(&db.store, 6, "stream_version_mismatch").await;
+    assert_problem(&*db.store, 6, "version_gap").await;
 }
 
-#[tokio::test]
-async fn verify_names_a_stream_missing_from_the_recorded_versions() {
+async fn verify_names_a_recorded_stream_version_that_disagrees_with_the_log(kind: Kind) {
+    let db = six_entry_log(kind).await;
+    db.exec_raw(&format!(
+        "UPDATE streams SET version = 9 WHERE stream_id = '{}'",
+        stream(0xB)
+    ))
+    .await;
+    assert_problem(&*db.store, 6, "stream_version_mismatch").await;
+}
+
+async fn verify_names_a_stream_missing_from_the_recorded_versions(kind: Kind) {
     // Without its `streams` row, the next append to B would expect version 0 and collide
     // with B's existing events: the recorded versions no longer agree with the log.
-    let db = six_entry_log().await;
-    exec(
-        &mut attacker(&db.path).await,
-        &format!("DELETE FROM streams WHERE stream_id = '{}'", stream(0xB)),
-    )
+    let db = six_entry_log(kind).await;
+    db.exec_raw(&format!(
+        "DELETE FROM streams WHERE stream_id = '{}'",
+        stream(0xB)
+    ))
     .await;
     assert_eq!(db.store.stream_version(stream(0xB)).await.unwrap(), 0);
-    assert_problem(&db.store, 6, "stream_version_mismatch").await;
+    assert_problem(&*db.store, 6, "stream_version_mismatch").await;
 }
 
-#[tokio::test]
-async fn verify_names_a_recorded_head_that_was_moved() {
-    let db = six_entry_log().await;
-    exec(
-        &mut attacker(&db.path).await,
-        "UPDATE log_head SET position = 9 WHERE id = 1",
-    )
-    .await;
-    assert_problem(&db.store, 7, "head_mismatch").await;
+async fn verify_names_a_recorded_head_that_was_moved(kind: Kind) {
+    let db = six_entry_log(kind).await;
+    db.exec_raw("UPDATE log_head SET position = 9 WHERE id = 1")
+        .await;
+    assert_problem(&*db.store, 7, "head_mismatch").await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -964,48 +875,48 @@ async fn dump(path: &Path) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_database_from_a_newer_store_schema_is_refused_untouched() {
-    let db = fresh().await;
+async fn sqlite_a_database_from_a_newer_store_schema_is_refused_untouched() {
+    let db = Db::fresh(Kind::Sqlite).await;
     db.store
         .append(T0, vec![part(stream(1), 0, &[created("x")])])
         .await
         .unwrap();
     db.store.set_meta("store_schema", "99").await.unwrap();
-    db.store.pool().close().await;
-    let before_rows = dump(&db.path).await;
-    let before_bytes = std::fs::read(&db.path).unwrap();
+    db.close().await;
+    let before_rows = dump(db.path()).await;
+    let before_bytes = std::fs::read(db.path()).unwrap();
     assert!(before_rows.contains(&"meta store_schema=99".to_string()));
 
-    match SqliteStore::open(&db.path).await {
+    match SqliteStore::open(db.path()).await {
         Err(StoreError::SchemaTooNew { found, supported }) => {
             assert_eq!((found, supported), (99, STORE_SCHEMA))
         }
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
-    match SqliteStore::create(&db.path).await {
+    match SqliteStore::create(db.path()).await {
         Err(StoreError::SchemaTooNew { found: 99, .. }) => {}
         other => panic!("create must refuse too, got {other:?}"),
     }
-    assert_eq!(dump(&db.path).await, before_rows);
+    assert_eq!(dump(db.path()).await, before_rows);
     assert!(
-        std::fs::read(&db.path).unwrap() == before_bytes,
+        std::fs::read(db.path()).unwrap() == before_bytes,
         "the database file changed"
     );
 }
 
-#[tokio::test]
-async fn a_store_schema_that_is_not_a_number_is_corrupt() {
-    let db = fresh().await;
+async fn a_store_schema_that_is_not_a_number_is_corrupt(kind: Kind) {
+    let db = Db::fresh(kind).await;
     db.store.set_meta("store_schema", "one").await.unwrap();
-    db.store.pool().close().await;
-    match SqliteStore::open(&db.path).await {
+    db.close().await;
+    match db.open_again().await {
         Err(StoreError::Corrupt(msg)) => assert!(msg.contains("one"), "{msg}"),
-        other => panic!("expected Corrupt, got {other:?}"),
+        Err(e) => panic!("expected Corrupt, got {e}"),
+        Ok(_) => panic!("a store_schema that is not a number was accepted"),
     }
 }
 
 #[tokio::test]
-async fn opening_a_missing_file_is_not_initialized_and_creates_nothing() {
+async fn sqlite_opening_a_missing_file_is_not_initialized_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("absent.sqlite");
     match SqliteStore::open(&path).await {
@@ -1018,14 +929,13 @@ async fn opening_a_missing_file_is_not_initialized_and_creates_nothing() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
-#[tokio::test]
-async fn create_on_an_existing_store_keeps_its_log() {
-    let db = six_entry_log().await;
-    let before = all_entries(&db.store).await;
-    db.store.pool().close().await;
-    let again = SqliteStore::create(&db.path).await.expect("create again");
-    assert_eq!(all_entries(&again).await, before);
-    assert_verifies(&again, 6).await;
+async fn create_on_an_existing_store_keeps_its_log(kind: Kind) {
+    let db = six_entry_log(kind).await;
+    let before = all_entries(&*db.store).await;
+    db.close().await;
+    let again = db.create_again().await.expect("create again");
+    assert_eq!(all_entries(&*again).await, before);
+    assert_verifies(&*again, 6).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1045,10 +955,9 @@ fn docs(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_projection_commit_from_a_stale_checkpoint_writes_nothing() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn a_projection_commit_from_a_stale_checkpoint_writes_nothing(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     assert_eq!(s.projection_checkpoint("tickets").await.unwrap(), 0);
     s.commit_projection("tickets", 0, 3, vec![put("a", "a@3"), put("b", "b@3")])
         .await
@@ -1102,7 +1011,47 @@ async fn a_projection_commit_from_a_stale_checkpoint_writes_nothing() {
     assert!(s.list_docs("billing").await.unwrap().is_empty());
 }
 
-async fn live_and_shadow(s: &SqliteStore) {
+async fn two_projection_commits_racing_from_one_checkpoint_let_exactly_one_through(kind: Kind) {
+    // Two runners that read the same checkpoint: the database lets one commit and tells
+    // the other where the checkpoint went, also when the checkpoint row does not exist yet.
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
+    for round in 0..10u64 {
+        let from = round * 10;
+        let (ra, rb) = tokio::join!(
+            s.commit_projection(
+                "tickets",
+                from,
+                from + 10,
+                vec![put("k", &format!("a{round}"))]
+            ),
+            s.commit_projection(
+                "tickets",
+                from,
+                from + 10,
+                vec![put("k", &format!("b{round}"))]
+            ),
+        );
+        let winner = match (&ra, &rb) {
+            (Ok(()), Err(StoreError::CheckpointMoved { actual, .. })) if *actual == from + 10 => {
+                "a"
+            }
+            (Err(StoreError::CheckpointMoved { actual, .. }), Ok(())) if *actual == from + 10 => {
+                "b"
+            }
+            other => {
+                panic!("round {round}: expected one commit and one CheckpointMoved, got {other:?}")
+            }
+        };
+        assert_eq!(s.projection_checkpoint("tickets").await.unwrap(), from + 10);
+        assert_eq!(
+            s.list_docs("tickets").await.unwrap(),
+            docs(&[("k", &format!("{winner}{round}"))])
+        );
+    }
+}
+
+async fn live_and_shadow(s: &dyn Store) {
     s.commit_projection("tickets", 0, 5, vec![put("a", "old a"), put("b", "old b")])
         .await
         .unwrap();
@@ -1119,10 +1068,9 @@ async fn live_and_shadow(s: &SqliteStore) {
         .unwrap();
 }
 
-#[tokio::test]
-async fn replace_projection_swaps_in_the_shadow_and_drops_it() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn replace_projection_swaps_in_the_shadow_and_drops_it(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     live_and_shadow(s).await;
     s.replace_projection("tickets.rebuild", "tickets")
         .await
@@ -1141,22 +1089,30 @@ async fn replace_projection_swaps_in_the_shadow_and_drops_it() {
     assert_eq!(s.projection_checkpoint("billing").await.unwrap(), 4);
 }
 
-#[tokio::test]
-async fn a_replace_that_fails_midway_leaves_both_projections_as_they_were() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn a_replace_that_fails_midway_leaves_both_projections_as_they_were(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     live_and_shadow(s).await;
     // Make the last step, moving the checkpoint to the live name, fail however it is done.
-    let mut conn = attacker(&db.path).await;
-    for op in ["INSERT", "UPDATE"] {
-        exec(
-            &mut conn,
-            &format!(
-                "CREATE TRIGGER test_fail_{op} BEFORE {op} ON projection_checkpoints \
-                 WHEN NEW.name = 'tickets' BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
-            ),
-        )
-        .await;
+    match kind {
+        Kind::Sqlite => {
+            for op in ["INSERT", "UPDATE"] {
+                db.exec_raw(&format!(
+                    "CREATE TRIGGER test_fail_{op} BEFORE {op} ON projection_checkpoints \
+                     WHEN NEW.name = 'tickets' BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+                ))
+                .await;
+            }
+        }
+        Kind::Postgres => {
+            db.exec_raw(
+                "CREATE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN RAISE EXCEPTION 'injected failure'; END $$; \
+                 CREATE TRIGGER test_fail BEFORE INSERT OR UPDATE ON projection_checkpoints \
+                 FOR EACH ROW WHEN (NEW.name = 'tickets') EXECUTE FUNCTION test_fail()",
+            )
+            .await;
+        }
     }
     let err = s
         .replace_projection("tickets.rebuild", "tickets")
@@ -1175,10 +1131,9 @@ async fn a_replace_that_fails_midway_leaves_both_projections_as_they_were() {
     assert_eq!(s.projection_checkpoint("tickets.rebuild").await.unwrap(), 9);
 }
 
-#[tokio::test]
-async fn reset_projection_drops_only_that_projection() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn reset_projection_drops_only_that_projection(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     live_and_shadow(s).await;
     s.reset_projection("tickets").await.unwrap();
     assert!(s.list_docs("tickets").await.unwrap().is_empty());
@@ -1187,10 +1142,9 @@ async fn reset_projection_drops_only_that_projection() {
     assert_eq!(s.list_docs("billing").await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn meta_values_are_written_and_overwritten() {
-    let db = fresh().await;
-    let s = &db.store;
+async fn meta_values_are_written_and_overwritten(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
     assert_eq!(s.get_meta("instance").await.unwrap(), None);
     s.set_meta("instance", "acme").await.unwrap();
     s.set_meta("instance", "globex").await.unwrap();
@@ -1199,3 +1153,219 @@ async fn meta_values_are_written_and_overwritten() {
         Some("globex")
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL only: what its own tooling can do to the log, and how opening fails.
+
+/// A fresh PostgreSQL store with the six-entry log.
+async fn pg_six() -> Db {
+    six_entry_log(Kind::Postgres).await
+}
+
+#[tokio::test]
+async fn postgres_triggers_skipped_by_replication_role_still_leave_the_chain_to_tell() {
+    // `session_replication_role = replica` makes ordinary triggers not fire at all; a
+    // swap of two entries' positions done that way is found at the first of them.
+    let db = pg_six().await;
+    db.exec_raw(
+        "SET session_replication_role = replica; \
+         UPDATE events SET position = position + 100 WHERE position IN (2, 5); \
+         UPDATE events SET position = 107 - position WHERE position IN (102, 105)",
+    )
+    .await;
+    assert_eq!(
+        all_entries(&*db.store)
+            .await
+            .iter()
+            .map(|e| e.position)
+            .collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5, 6]
+    );
+    assert_problem(&*db.store, 2, "prev_hash_mismatch").await;
+}
+
+#[tokio::test]
+async fn postgres_truncate_is_refused_even_for_the_owner() {
+    let db = pg_six().await;
+    for sql in [
+        "TRUNCATE events",
+        "TRUNCATE channel_out",
+        "TRUNCATE events CASCADE",
+    ] {
+        let err = db
+            .exec_as_app(sql)
+            .await
+            .expect_err(&format!("the database accepted {sql}"));
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    assert_verifies(&*db.store, 6).await;
+}
+
+#[tokio::test]
+async fn postgres_a_newer_store_schema_is_refused_and_left_as_it_was() {
+    let db = pg_six().await;
+    db.store.set_meta("store_schema", "99").await.unwrap();
+    db.close().await;
+    for attempt in ["open", "create"] {
+        let r = if attempt == "open" {
+            db.open_again().await
+        } else {
+            db.create_again().await
+        };
+        match r {
+            Err(StoreError::SchemaTooNew { found, supported }) => {
+                assert_eq!((found, supported), (99, STORE_SCHEMA), "{attempt}")
+            }
+            Err(e) => panic!("{attempt}: expected SchemaTooNew, got {e}"),
+            Ok(_) => panic!("{attempt}: a newer schema was opened"),
+        }
+    }
+    // Untouched: the marker is still 99 and no migration ran.
+    db.exec_raw(
+        "DO $$ BEGIN \
+           IF (SELECT value FROM meta WHERE key = 'store_schema') <> '99' \
+             THEN RAISE EXCEPTION 'store_schema changed'; END IF; \
+           IF (SELECT count(*) FROM _sqlx_migrations) <> 2 \
+             THEN RAISE EXCEPTION 'migrations changed'; END IF; \
+           IF (SELECT count(*) FROM events) <> 6 \
+             THEN RAISE EXCEPTION 'events changed'; END IF; \
+         END $$",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_opening_a_missing_database_is_not_initialized_and_creates_nothing() {
+    let server = ticketsync_testkit::PgTestDb::create("missing");
+    let url = ticketsync_testkit::pg::with_database(server.url(), "ts_test_never_created");
+    match PgStore::open(&url).await {
+        Err(StoreError::NotInitialized(msg)) => {
+            assert!(msg.contains("ts_test_never_created"), "{msg}")
+        }
+        Err(e) => panic!("expected NotInitialized, got {e}"),
+        Ok(_) => panic!("a missing database opened"),
+    }
+    // An existing database without the schema is not initialized either, and stays empty.
+    match PgStore::open(server.url()).await {
+        Err(StoreError::NotInitialized(msg)) => {
+            assert!(msg.contains("not a ticketsync database"), "{msg}")
+        }
+        Err(e) => panic!("expected NotInitialized, got {e}"),
+        Ok(_) => panic!("an empty database opened"),
+    }
+    server
+        .exec(
+            "DO $$ BEGIN IF EXISTS (SELECT 1 FROM information_schema.tables \
+             WHERE table_schema = current_schema()) THEN RAISE EXCEPTION 'tables created'; \
+             END IF; END $$",
+        )
+        .expect("the empty database stayed empty");
+}
+
+#[tokio::test]
+async fn both_backends_seal_the_same_appends_into_the_same_chain() {
+    // The chain is the backends' common ground: an instance could move from one to the
+    // other, and both sides of a link hash the same way whatever they run on.
+    let (sq, pg) = (
+        Db::fresh(Kind::Sqlite).await,
+        Db::fresh(Kind::Postgres).await,
+    );
+    let (a, b) = (stream(1), stream(2));
+    let batches = vec![
+        vec![part(a, 0, &[created("A"), note("a1")])],
+        vec![part(b, 0, &[created("B")]), part(a, 2, &[note("a2")])],
+        vec![part(b, 1, &notes(3, "b"))],
+    ];
+    for (i, batch) in batches.into_iter().enumerate() {
+        let t = T0 + i as i64;
+        let x = sq
+            .store
+            .append(t, batch.clone())
+            .await
+            .expect("sqlite append");
+        let y = pg.store.append(t, batch).await.expect("postgres append");
+        assert_eq!(x, y, "batch {i}");
+    }
+    assert_eq!(all_entries(&*sq.store).await, all_entries(&*pg.store).await);
+    assert_eq!(
+        sq.store.head().await.unwrap(),
+        pg.store.head().await.unwrap()
+    );
+    assert_eq!(
+        sq.store.stream_versions().await.unwrap(),
+        pg.store.stream_versions().await.unwrap()
+    );
+    assert_verifies(&*pg.store, 7).await;
+}
+
+#[tokio::test]
+async fn postgres_create_makes_a_missing_database_that_open_then_finds() {
+    let db = ticketsync_testkit::PgTestDb::uncreated("create");
+    assert!(matches!(
+        PgStore::open(db.url()).await,
+        Err(StoreError::NotInitialized(_))
+    ));
+    let store = PgStore::create(db.url()).await.expect("create");
+    store
+        .append(T0, vec![part(stream(1), 0, &[created("x")])])
+        .await
+        .expect("append");
+    store.close().await;
+    let again = PgStore::open(db.url()).await.expect("open");
+    assert_eq!(again.count_entries().await.unwrap(), 1);
+    assert_eq!(
+        again.get_meta("store_schema").await.unwrap().as_deref(),
+        Some(STORE_SCHEMA.to_string().as_str())
+    );
+}
+
+#[tokio::test]
+async fn postgres_an_unreachable_server_is_unavailable_naming_it_without_the_password() {
+    // Nothing listens on a port that was free a moment ago.
+    let port = ticketsync_testkit::free_port();
+    let url = format!("postgres://ticketsync:s3cret@127.0.0.1:{port}/ticketsync");
+    for r in [PgStore::open(&url).await, PgStore::create(&url).await] {
+        match r {
+            Err(StoreError::Unavailable(msg)) => {
+                assert!(msg.contains(&format!("127.0.0.1:{port}")), "{msg}");
+                assert!(!msg.contains("s3cret"), "the password leaked: {msg}");
+                assert!(!msg.contains('\n'), "not one line: {msg}");
+            }
+            Err(e) => panic!("expected Unavailable, got {e}"),
+            Ok(_) => panic!("connected to nothing"),
+        }
+    }
+}
+
+contract_tests!(
+    an_empty_log_has_the_genesis_head_and_verifies,
+    appended_entries_read_back_in_order_with_a_contiguous_chain,
+    an_empty_batch_appends_nothing,
+    a_stale_expected_version_is_a_conflict_and_writes_nothing,
+    a_batch_whose_second_stream_is_stale_writes_nothing_at_all,
+    one_stream_twice_in_a_batch_counts_its_own_earlier_part,
+    a_duplicate_event_id_fails_the_whole_batch,
+    read_log_caps_a_page_and_verify_walks_every_page,
+    concurrent_writers_to_one_stream_get_versions_1_to_200_without_gaps,
+    the_database_refuses_update_and_delete_of_events,
+    verify_names_a_changed_payload_byte,
+    verify_names_a_changed_actor,
+    verify_names_the_first_of_two_swapped_entries,
+    verify_names_a_forged_entry_inserted_in_the_middle,
+    verify_catches_a_correctly_sealed_forgery_at_the_next_link,
+    verify_names_a_forged_entry_appended_past_the_recorded_head,
+    verify_names_a_resealed_version_gap,
+    verify_names_a_deleted_middle_entry,
+    verify_names_a_deleted_last_entry_as_a_head_mismatch,
+    verify_names_a_recorded_stream_version_that_disagrees_with_the_log,
+    verify_names_a_stream_missing_from_the_recorded_versions,
+    verify_names_a_recorded_head_that_was_moved,
+    a_store_schema_that_is_not_a_number_is_corrupt,
+    create_on_an_existing_store_keeps_its_log,
+    a_projection_commit_from_a_stale_checkpoint_writes_nothing,
+    replace_projection_swaps_in_the_shadow_and_drops_it,
+    reset_projection_drops_only_that_projection,
+    two_projection_commits_racing_from_one_checkpoint_let_exactly_one_through,
+    a_replace_that_fails_midway_leaves_both_projections_as_they_were,
+    meta_values_are_written_and_overwritten,
+);
