@@ -9,6 +9,7 @@
 pub mod channel;
 pub mod error;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 pub mod verify;
 

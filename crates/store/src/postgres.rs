@@ -18,6 +18,7 @@ use ulid::Ulid;
 use crate::channel::{
     ChannelEntry, ChannelHead, Inbound, Outgoing, Partner, PartnerState, QuarantineRecord,
 };
+use crate::rows::{hash32, head_of, parse_ulid, to_i64, to_u64};
 use crate::{DocChange, Head, Store, StoreError, StreamAppend, MAX_READ_BATCH, STORE_SCHEMA};
 
 /// Connections one process keeps open to the server at most.
@@ -230,23 +231,6 @@ impl PgStore {
     }
 }
 
-fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {what}: {v}")))
-}
-
-fn to_i64(v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("value {v} out of range")))
-}
-
-fn parse_ulid(s: &str, what: &str) -> Result<Ulid, StoreError> {
-    Ulid::from_string(s).map_err(|_| StoreError::Corrupt(format!("{what} {s:?} is not a ULID")))
-}
-
-fn hash32(v: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
-    <[u8; 32]>::try_from(v.as_slice())
-        .map_err(|_| StoreError::Corrupt(format!("{what} has {} bytes, not 32", v.len())))
-}
-
 fn entry_from_row(r: &PgRow) -> Result<LogEntry, StoreError> {
     let schema: i64 = r.try_get("schema_version")?;
     let link_seq: i64 = r.try_get("link_seq")?;
@@ -412,19 +396,6 @@ async fn outgoing_in_tx(tx: &mut Tx, outgoing: Vec<Outgoing>) -> Result<(), Stor
         .map_err(db)?;
     }
     Ok(())
-}
-
-fn head_of(head: Option<(i64, Vec<u8>)>) -> Result<ChannelHead, StoreError> {
-    match head {
-        Some((s, h)) => Ok(ChannelHead {
-            seq: to_u64(s, "channel seq")?,
-            hash: hash32(h, "channel hash")?,
-        }),
-        None => Ok(ChannelHead {
-            seq: 0,
-            hash: GENESIS_HASH,
-        }),
-    }
 }
 
 #[async_trait]

@@ -18,6 +18,7 @@ use ulid::Ulid;
 use crate::channel::{
     ChannelEntry, ChannelHead, Inbound, Outgoing, Partner, PartnerState, QuarantineRecord,
 };
+use crate::rows::{hash32, head_of, parse_ulid, to_i64, to_u64};
 use crate::{DocChange, Head, Store, StoreError, StreamAppend, MAX_READ_BATCH, STORE_SCHEMA};
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -111,23 +112,6 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
-}
-
-fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {what}: {v}")))
-}
-
-fn to_i64(v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("value {v} out of range")))
-}
-
-fn parse_ulid(s: &str, what: &str) -> Result<Ulid, StoreError> {
-    Ulid::from_string(s).map_err(|_| StoreError::Corrupt(format!("{what} {s:?} is not a ULID")))
-}
-
-fn hash32(v: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
-    <[u8; 32]>::try_from(v.as_slice())
-        .map_err(|_| StoreError::Corrupt(format!("{what} has {} bytes, not 32", v.len())))
 }
 
 fn entry_from_row(r: &SqliteRow) -> Result<LogEntry, StoreError> {
@@ -702,19 +686,6 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
-    }
-}
-
-fn head_of(head: Option<(i64, Vec<u8>)>) -> Result<ChannelHead, StoreError> {
-    match head {
-        Some((s, h)) => Ok(ChannelHead {
-            seq: to_u64(s, "channel seq")?,
-            hash: hash32(h, "channel hash")?,
-        }),
-        None => Ok(ChannelHead {
-            seq: 0,
-            hash: GENESIS_HASH,
-        }),
     }
 }
 

@@ -1,0 +1,39 @@
+//! Conversions from stored column values to the store's types, shared by both backends:
+//! a value that does not fit is `StoreError::Corrupt`, never a panic.
+
+use ticketsync_wire::GENESIS_HASH;
+use ulid::Ulid;
+
+use crate::channel::ChannelHead;
+use crate::StoreError;
+
+pub(crate) fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {what}: {v}")))
+}
+
+pub(crate) fn to_i64(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("value {v} out of range")))
+}
+
+pub(crate) fn parse_ulid(s: &str, what: &str) -> Result<Ulid, StoreError> {
+    Ulid::from_string(s).map_err(|_| StoreError::Corrupt(format!("{what} {s:?} is not a ULID")))
+}
+
+pub(crate) fn hash32(v: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(v.as_slice())
+        .map_err(|_| StoreError::Corrupt(format!("{what} has {} bytes, not 32", v.len())))
+}
+
+/// A channel's last (seq, hash) row, or the genesis head when it has none.
+pub(crate) fn head_of(head: Option<(i64, Vec<u8>)>) -> Result<ChannelHead, StoreError> {
+    match head {
+        Some((s, h)) => Ok(ChannelHead {
+            seq: to_u64(s, "channel seq")?,
+            hash: hash32(h, "channel hash")?,
+        }),
+        None => Ok(ChannelHead {
+            seq: 0,
+            hash: GENESIS_HASH,
+        }),
+    }
+}
