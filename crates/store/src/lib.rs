@@ -83,6 +83,19 @@ pub trait Store: Send + Sync {
         to_position: Option<u64>,
     ) -> Result<Vec<LogEntry>, StoreError>;
 
+    /// The events of one stream with a version greater than `after_version`, in order: the
+    /// tail a cached fold of the stream needs to catch up. Backends may override this
+    /// default (which reads the whole stream) with a query that reads only the tail.
+    async fn read_stream_after(
+        &self,
+        stream_id: Ulid,
+        after_version: u64,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let mut all = self.read_stream(stream_id, None).await?;
+        all.retain(|e| e.version > after_version);
+        Ok(all)
+    }
+
     /// Up to `limit` (at most [`MAX_READ_BATCH`]) entries with position greater than `after`, in order.
     async fn read_log(&self, after: u64, limit: u32) -> Result<Vec<LogEntry>, StoreError>;
 
@@ -173,6 +186,32 @@ pub trait Store: Send + Sync {
         batch: Vec<StreamAppend>,
         quarantine: Option<(String, String, Option<String>)>,
     ) -> Result<Inbound, StoreError>;
+
+    /// Applies several consecutive inbound entries of the channel `from` → `to`, each with
+    /// the events it carries, like `apply_inbound` does one: in order, stopping at the
+    /// first entry that is not `Applied` (its outcome is the last one returned). Backends
+    /// override this default (one `apply_inbound` after the other) to commit them in one
+    /// transaction. On an error nothing of that transaction is written.
+    async fn apply_inbound_many(
+        &self,
+        from: &str,
+        to: &str,
+        recorded_at: i64,
+        items: Vec<(ChannelEntry, Vec<StreamAppend>)>,
+    ) -> Result<Vec<Inbound>, StoreError> {
+        let mut out = Vec::with_capacity(items.len());
+        for (entry, batch) in items {
+            let r = self
+                .apply_inbound(from, to, &entry, recorded_at, batch, None)
+                .await?;
+            let applied = matches!(r, Inbound::Applied { .. });
+            out.push(r);
+            if !applied {
+                break;
+            }
+        }
+        Ok(out)
+    }
 
     /// Records a refused message that has no place in a channel (undecodable, forged).
     async fn quarantine_message(

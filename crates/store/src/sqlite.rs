@@ -24,6 +24,8 @@ use crate::{DocChange, Head, Store, StoreError, StreamAppend, MAX_READ_BATCH, ST
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections kept by one process (SQLite serializes writers anyway).
 pub const MAX_CONNECTIONS: u32 = 4;
+/// Rows a query's worker may read ahead of the caller.
+pub const ROW_CHANNEL: usize = 1_024;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -66,6 +68,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
+            // Rows sqlx's worker thread may queue ahead of the reader: with its default (50)
+            // a long read (verify, rebuild) hands over between threads every few rows.
+            .row_buffer_size(ROW_CHANNEL)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
@@ -193,6 +198,7 @@ async fn append_in_tx(
         if part.entries.is_empty() {
             continue;
         }
+        let first = out.len();
         for new in part.entries {
             if skip_existing {
                 let held: Option<i64> =
@@ -207,27 +213,13 @@ async fn append_in_tx(
             position += 1;
             version += 1;
             let e = LogEntry::seal(new, position, version, recorded_at, prev);
-            sqlx::query(&format!(
-                "INSERT INTO events ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            ))
-            .bind(to_i64(e.position)?)
-            .bind(e.event_id.to_string())
-            .bind(&sid)
-            .bind(to_i64(e.version)?)
-            .bind(i64::from(e.schema_version))
-            .bind(&e.event_type)
-            .bind(e.occurred_at)
-            .bind(e.recorded_at)
-            .bind(&e.actor_instance)
-            .bind(&e.actor_user)
-            .bind(i64::from(e.link_seq))
-            .bind(&e.payload)
-            .bind(&e.prev_hash[..])
-            .bind(&e.hash[..])
-            .execute(&mut **tx)
-            .await?;
             prev = e.hash;
             out.push(e);
+        }
+        // Many rows per statement: one round trip to SQLite's worker per chunk instead of
+        // one per event is most of what a batched append costs.
+        for chunk in out[first..].chunks(INSERT_CHUNK) {
+            insert_entries(tx, &sid, chunk).await?;
         }
         sqlx::query(
             "INSERT INTO streams (stream_id, version) VALUES (?, ?) \
@@ -249,6 +241,41 @@ async fn append_in_tx(
         .await?;
     }
     Ok(out)
+}
+
+/// Log rows written by one `INSERT` statement (14 parameters each, well below SQLite's
+/// limit of 32766 bound parameters).
+pub const INSERT_CHUNK: usize = 128;
+
+/// Inserts sealed entries of one stream with a single multi-row `INSERT`.
+async fn insert_entries(tx: &mut Tx, sid: &str, chunk: &[LogEntry]) -> Result<(), StoreError> {
+    let mut sql = format!("INSERT INTO events ({ENTRY_COLUMNS}) VALUES ");
+    for i in 0..chunk.len() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    }
+    let mut q = sqlx::query(&sql);
+    for e in chunk {
+        q = q
+            .bind(to_i64(e.position)?)
+            .bind(e.event_id.to_string())
+            .bind(sid)
+            .bind(to_i64(e.version)?)
+            .bind(i64::from(e.schema_version))
+            .bind(e.event_type.as_str())
+            .bind(e.occurred_at)
+            .bind(e.recorded_at)
+            .bind(e.actor_instance.as_str())
+            .bind(e.actor_user.as_str())
+            .bind(i64::from(e.link_seq))
+            .bind(e.payload.as_slice())
+            .bind(&e.prev_hash[..])
+            .bind(&e.hash[..]);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// Adds outbound channel entries within an open write transaction, continuing each
@@ -315,6 +342,21 @@ impl Store for SqliteStore {
         ))
         .bind(stream_id.to_string())
         .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn read_stream_after(
+        &self,
+        stream_id: Ulid,
+        after_version: u64,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM events WHERE stream_id = ? AND version > ? ORDER BY version"
+        ))
+        .bind(stream_id.to_string())
+        .bind(to_i64(after_version)?)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(entry_from_row).collect()
@@ -658,6 +700,62 @@ impl Store for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(Inbound::Applied { appended })
+    }
+
+    async fn apply_inbound_many(
+        &self,
+        from: &str,
+        to: &str,
+        recorded_at: i64,
+        items: Vec<(ChannelEntry, Vec<StreamAppend>)>,
+    ) -> Result<Vec<Inbound>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let head: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, hash FROM channel_in WHERE partner = ?")
+                .bind(from)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let mut head = head_of(head)?;
+        let mut moved = false;
+        let mut out = Vec::with_capacity(items.len());
+        for (entry, batch) in items {
+            if entry.seq <= head.seq {
+                out.push(Inbound::Duplicate);
+                break;
+            }
+            if entry.seq > head.seq + 1 {
+                out.push(Inbound::Gap {
+                    expected: head.seq + 1,
+                });
+                break;
+            }
+            if entry.prev_hash != head.hash
+                || channel_hash(&entry.prev_hash, entry.seq, from, to, &entry.body) != entry.hash
+            {
+                out.push(Inbound::BrokenChain);
+                break;
+            }
+            let appended = append_in_tx(&mut tx, recorded_at, batch, true).await?.len();
+            head = ChannelHead {
+                seq: entry.seq,
+                hash: entry.hash,
+            };
+            moved = true;
+            out.push(Inbound::Applied { appended });
+        }
+        if moved {
+            sqlx::query(
+                "INSERT INTO channel_in (partner, seq, hash) VALUES (?, ?, ?) \
+                 ON CONFLICT (partner) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            )
+            .bind(from)
+            .bind(to_i64(head.seq)?)
+            .bind(&head.hash[..])
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     async fn quarantine_message(
