@@ -99,6 +99,31 @@ pub trait Store: Send + Sync {
     /// Up to `limit` (at most [`MAX_READ_BATCH`]) entries with position greater than `after`, in order.
     async fn read_log(&self, after: u64, limit: u32) -> Result<Vec<LogEntry>, StoreError>;
 
+    /// The distinct streams with an event of one of `types` at a position in
+    /// `(after, to]`, in no particular order. Lets a caller watch for rare events (the
+    /// daemon, outsourcing moves with deadlines) without reading every entry. Backends
+    /// may override this default, which walks the log.
+    async fn streams_with_types(
+        &self,
+        after: u64,
+        to: u64,
+        types: &[&str],
+    ) -> Result<Vec<Ulid>, StoreError> {
+        let mut found = std::collections::BTreeSet::new();
+        let mut from = after;
+        while from < to {
+            let batch = self.read_log(from, MAX_READ_BATCH).await?;
+            let Some(last) = batch.last() else { break };
+            from = last.position;
+            for e in batch.iter().filter(|e| e.position <= to) {
+                if types.contains(&e.event_type.as_str()) {
+                    found.insert(e.stream_id);
+                }
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
     /// The recorded head of the log.
     async fn head(&self) -> Result<Head, StoreError>;
 

@@ -164,6 +164,11 @@ type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
 /// Appends within an open write transaction. With `skip_existing`, events whose id the log
 /// already holds are left out (an inbound event delivered again).
+///
+/// Everything is checked and sealed in memory first, then written with few statements: one
+/// version read per stream, one existence query per chunk of ids (with `skip_existing`),
+/// multi-row inserts, one version update per stream and one head update. A conflict is
+/// found before anything is written (and the caller's transaction is dropped anyway).
 async fn append_in_tx(
     tx: &mut Tx,
     recorded_at: i64,
@@ -178,57 +183,84 @@ async fn append_in_tx(
         Some((p, h)) => (to_u64(p, "head position")?, hash32(h, "head hash")?),
         None => (0, GENESIS_HASH),
     };
+    let mut held: std::collections::HashSet<String> = std::collections::HashSet::new();
+    if skip_existing {
+        let ids: Vec<String> = batch
+            .iter()
+            .flat_map(|p| p.entries.iter().map(|e| e.event_id.to_string()))
+            .collect();
+        for chunk in ids.chunks(EXISTS_CHUNK) {
+            let sql = format!(
+                "SELECT event_id FROM events WHERE event_id IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query_scalar::<_, String>(&sql);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            held.extend(q.fetch_all(&mut **tx).await?);
+        }
+    }
+    // Per stream, in first-touched order: its id text and the version it is at now.
+    let mut versions: HashMap<Ulid, (String, u64)> = HashMap::new();
+    let mut touched: Vec<Ulid> = Vec::new();
     let mut out = Vec::with_capacity(batch.iter().map(|b| b.entries.len()).sum());
     for part in batch {
-        let sid = part.stream_id.to_string();
-        let cur: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = ?")
-                .bind(&sid)
-                .fetch_optional(&mut **tx)
-                .await?;
-        let mut version = to_u64(cur.unwrap_or(0), "stream version")?;
-        if version != part.expected_version {
+        let (_, version) = match versions.entry(part.stream_id) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let sid = part.stream_id.to_string();
+                let cur: Option<i64> =
+                    sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = ?")
+                        .bind(&sid)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                slot.insert((sid, to_u64(cur.unwrap_or(0), "stream version")?))
+            }
+        };
+        if *version != part.expected_version {
             // Dropping the transaction rolls it back: nothing of the batch is written.
             return Err(StoreError::Conflict {
                 stream_id: part.stream_id,
                 expected: part.expected_version,
-                actual: version,
+                actual: *version,
             });
         }
         if part.entries.is_empty() {
             continue;
         }
-        let first = out.len();
+        if !touched.contains(&part.stream_id) {
+            touched.push(part.stream_id);
+        }
         for new in part.entries {
-            if skip_existing {
-                let held: Option<i64> =
-                    sqlx::query_scalar("SELECT 1 FROM events WHERE event_id = ?")
-                        .bind(new.event_id.to_string())
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                if held.is_some() {
-                    continue;
-                }
+            // An id met again within the batch is left out too, as a row written by an
+            // earlier statement would have been.
+            if skip_existing && !held.insert(new.event_id.to_string()) {
+                continue;
             }
             position += 1;
-            version += 1;
-            let e = LogEntry::seal(new, position, version, recorded_at, prev);
+            *version += 1;
+            let e = LogEntry::seal(new, position, *version, recorded_at, prev);
             prev = e.hash;
             out.push(e);
         }
-        // Many rows per statement: one round trip to SQLite's worker per chunk instead of
-        // one per event is most of what a batched append costs.
-        for chunk in out[first..].chunks(INSERT_CHUNK) {
-            insert_entries(tx, &sid, chunk).await?;
+    }
+    // Many rows per statement: one round trip to SQLite's worker per chunk instead of one
+    // per event is most of what a batched append costs.
+    for chunk in out.chunks(INSERT_CHUNK) {
+        insert_entries(tx, chunk).await?;
+    }
+    for id in &touched {
+        if let Some((sid, version)) = versions.get(id) {
+            sqlx::query(
+                "INSERT INTO streams (stream_id, version) VALUES (?, ?) \
+                 ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
+            )
+            .bind(sid.as_str())
+            .bind(to_i64(*version)?)
+            .execute(&mut **tx)
+            .await?;
         }
-        sqlx::query(
-            "INSERT INTO streams (stream_id, version) VALUES (?, ?) \
-             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
-        )
-        .bind(&sid)
-        .bind(to_i64(version)?)
-        .execute(&mut **tx)
-        .await?;
     }
     if !out.is_empty() {
         sqlx::query(
@@ -243,12 +275,15 @@ async fn append_in_tx(
     Ok(out)
 }
 
+/// Event ids looked up by one existence query.
+pub const EXISTS_CHUNK: usize = 500;
+
 /// Log rows written by one `INSERT` statement (14 parameters each, well below SQLite's
 /// limit of 32766 bound parameters).
 pub const INSERT_CHUNK: usize = 128;
 
-/// Inserts sealed entries of one stream with a single multi-row `INSERT`.
-async fn insert_entries(tx: &mut Tx, sid: &str, chunk: &[LogEntry]) -> Result<(), StoreError> {
+/// Inserts sealed entries with a single multi-row `INSERT`.
+async fn insert_entries(tx: &mut Tx, chunk: &[LogEntry]) -> Result<(), StoreError> {
     let mut sql = format!("INSERT INTO events ({ENTRY_COLUMNS}) VALUES ");
     for i in 0..chunk.len() {
         if i > 0 {
@@ -261,7 +296,7 @@ async fn insert_entries(tx: &mut Tx, sid: &str, chunk: &[LogEntry]) -> Result<()
         q = q
             .bind(to_i64(e.position)?)
             .bind(e.event_id.to_string())
-            .bind(sid)
+            .bind(e.stream_id.to_string())
             .bind(to_i64(e.version)?)
             .bind(i64::from(e.schema_version))
             .bind(e.event_type.as_str())
@@ -273,6 +308,31 @@ async fn insert_entries(tx: &mut Tx, sid: &str, chunk: &[LogEntry]) -> Result<()
             .bind(e.payload.as_slice())
             .bind(&e.prev_hash[..])
             .bind(&e.hash[..]);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Projection documents written (or keys looked up) by one statement.
+pub const DOC_CHUNK: usize = 200;
+
+/// Upserts projection documents, in order, with one statement.
+async fn put_docs(
+    tx: &mut Tx,
+    projection: &str,
+    puts: Vec<(String, Vec<u8>)>,
+) -> Result<(), StoreError> {
+    if puts.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO projection_docs (projection, key, doc) VALUES {} \
+         ON CONFLICT (projection, key) DO UPDATE SET doc = excluded.doc",
+        vec!["(?, ?, ?)"; puts.len()].join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for (key, doc) in puts {
+        q = q.bind(projection).bind(key).bind(doc);
     }
     q.execute(&mut **tx).await?;
     Ok(())
@@ -362,6 +422,33 @@ impl Store for SqliteStore {
         rows.iter().map(entry_from_row).collect()
     }
 
+    async fn streams_with_types(
+        &self,
+        after: u64,
+        to: u64,
+        types: &[&str],
+    ) -> Result<Vec<Ulid>, StoreError> {
+        if types.is_empty() || to <= after {
+            return Ok(vec![]);
+        }
+        let sql = format!(
+            "SELECT DISTINCT stream_id FROM events WHERE position > ? AND position <= ? \
+             AND event_type IN ({})",
+            vec!["?"; types.len()].join(", ")
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql)
+            .bind(to_i64(after)?)
+            .bind(to_i64(to)?);
+        for t in types {
+            q = q.bind(*t);
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|s| parse_ulid(s, "stream id"))
+            .collect()
+    }
+
     async fn read_log(&self, after: u64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {ENTRY_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
@@ -422,17 +509,16 @@ impl Store for SqliteStore {
     ) -> Result<HashMap<String, Vec<u8>>, StoreError> {
         let mut out = HashMap::with_capacity(keys.len());
         let mut conn = self.pool.acquire().await?;
-        for k in keys {
-            let doc: Option<Vec<u8>> = sqlx::query_scalar(
-                "SELECT doc FROM projection_docs WHERE projection = ? AND key = ?",
-            )
-            .bind(projection)
-            .bind(k)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let Some(d) = doc {
-                out.insert(k.clone(), d);
+        for chunk in keys.chunks(DOC_CHUNK) {
+            let sql = format!(
+                "SELECT key, doc FROM projection_docs WHERE projection = ? AND key IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query_as::<_, (String, Vec<u8>)>(&sql).bind(projection);
+            for k in chunk {
+                q = q.bind(k.as_str());
             }
+            out.extend(q.fetch_all(&mut *conn).await?);
         }
         Ok(out)
     }
@@ -469,20 +555,19 @@ impl Store for SqliteStore {
                 actual: cur,
             });
         }
+        // Runs of puts go in multi-row upserts (rows of one statement are applied in order,
+        // so a key put twice ends with the later document, as with one statement each).
+        let mut puts: Vec<(String, Vec<u8>)> = Vec::new();
         for c in changes {
             match c {
                 DocChange::Put { key, doc } => {
-                    sqlx::query(
-                        "INSERT INTO projection_docs (projection, key, doc) VALUES (?, ?, ?) \
-                         ON CONFLICT (projection, key) DO UPDATE SET doc = excluded.doc",
-                    )
-                    .bind(projection)
-                    .bind(key)
-                    .bind(doc)
-                    .execute(&mut *tx)
-                    .await?;
+                    puts.push((key, doc));
+                    if puts.len() >= DOC_CHUNK {
+                        put_docs(&mut tx, projection, std::mem::take(&mut puts)).await?;
+                    }
                 }
                 DocChange::Delete { key } => {
+                    put_docs(&mut tx, projection, std::mem::take(&mut puts)).await?;
                     sqlx::query("DELETE FROM projection_docs WHERE projection = ? AND key = ?")
                         .bind(projection)
                         .bind(key)
@@ -491,6 +576,7 @@ impl Store for SqliteStore {
                 }
             }
         }
+        put_docs(&mut tx, projection, puts).await?;
         sqlx::query(
             "INSERT INTO projection_checkpoints (name, position) VALUES (?, ?) \
              ON CONFLICT (name) DO UPDATE SET position = excluded.position",
