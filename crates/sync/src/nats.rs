@@ -69,6 +69,8 @@ struct Shared {
     resend_epoch: Mutex<HashMap<String, u64>>,
     /// Per partner: the last resend asked for and when (to ask once per gap, not per message).
     last_resend: Mutex<HashMap<String, (u64, Instant)>>,
+    /// Tickets that may hold an offer to expire.
+    offers: Mutex<OfferWatch>,
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -100,6 +102,7 @@ pub async fn run(
         resend_from: Mutex::new(HashMap::new()),
         resend_epoch: Mutex::new(HashMap::new()),
         last_resend: Mutex::new(HashMap::new()),
+        offers: Mutex::new(OfferWatch::default()),
     });
     if opts.once {
         drain(&shared).await?;
@@ -125,7 +128,7 @@ pub async fn run(
                 ));
             }
         }
-        if let Err(e) = expire_overdue(&shared.inst).await {
+        if let Err(e) = expire_overdue(&shared.inst, &shared.offers).await {
             tracing::warn!("checking respond-by deadlines failed: {e:#}");
         }
         tokio::select! {
@@ -139,16 +142,62 @@ pub async fn run(
     Ok(s)
 }
 
+/// The tickets that may hold an unanswered offer with a deadline, kept from the log so that
+/// the twice-a-second expiry check does not parse every ticket's document: a ticket is a
+/// candidate from its first outsourcing event on, and stops being one once its view shows no
+/// offer this instance could expire; only another outsourcing event makes it one again.
+#[derive(Default)]
+pub struct OfferWatch {
+    /// Log position up to which outsourcing events have been looked for.
+    cursor: u64,
+    candidates: std::collections::BTreeSet<ticketsync_domain::TicketId>,
+}
+
 /// Lead: expires links whose respond-by deadline passed unanswered.
-async fn expire_overdue(inst: &Instance) -> Result<()> {
-    use ticketsync_domain::{Actor, Command, OutsourceCommand, TicketId};
-    inst.refresh().await?;
+async fn expire_overdue(inst: &Instance, watch: &Mutex<OfferWatch>) -> Result<()> {
+    use ticketsync_domain::{Actor, Command, Event, OutsourceCommand, TicketId};
+    use ticketsync_projections::{catch_up, TicketProjection};
+    // Up to where the projection is: a candidate's view then shows every event that made it one.
+    let upto = catch_up(inst.store.as_ref(), &TicketProjection).await?;
+    let candidates: Vec<TicketId> = {
+        let mut w = watch.lock().await;
+        if upto > w.cursor {
+            let found = inst
+                .store
+                .streams_with_types(w.cursor, upto, &Event::OUTSOURCE_TYPE_NAMES)
+                .await?;
+            w.candidates.extend(found.into_iter().map(TicketId));
+            w.cursor = upto;
+        }
+        w.candidates.iter().copied().collect()
+    };
+    let mut views = Vec::with_capacity(candidates.len());
+    for id in candidates {
+        match TicketProjection::get(inst.store.as_ref(), id.0).await? {
+            Some(t) => views.push(t),
+            None => {
+                watch.lock().await.candidates.remove(&id);
+            }
+        }
+    }
+    // In ticket number order, as a walk over the whole projection would go.
+    views.sort_by_key(|t| t.number);
     let now = now_ms();
     let system = Actor {
         instance: inst.name().clone(),
         user: ticketsync_domain::sync::SYSTEM_USER.into(),
     };
-    for t in ticketsync_projections::TicketProjection::list(inst.store.as_ref()).await? {
+    for t in views {
+        let offer = t.outsource.as_ref().filter(|o| {
+            o.role == "lead"
+                && o.status == "Assigned"
+                && o.terms.as_ref().is_some_and(|x| x.respond_by_ms.is_some())
+        });
+        if offer.is_none() {
+            if let Ok(id) = t.id.parse::<TicketId>() {
+                watch.lock().await.candidates.remove(&id);
+            }
+        }
         let Some(o) = &t.outsource else { continue };
         let due = o
             .terms
@@ -495,7 +544,7 @@ async fn control_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
 async fn drain(shared: &Shared) -> Result<()> {
     let me = shared.inst.name().to_string();
     // First, so an expiry recorded now is published in this same drain.
-    expire_overdue(&shared.inst).await?;
+    expire_overdue(&shared.inst, &shared.offers).await?;
     for p in shared.inst.store.list_partners().await? {
         ensure_stream(&shared.js, &me, &p.name).await?;
         let acked = shared.inst.store.outbox_acked(&p.name).await?;
