@@ -47,7 +47,7 @@ struct Args {
     #[arg(long, env = "BENCH_REPL_EVENTS", default_value_t = 1_000_000)]
     repl_events: u64,
     /// Outsourced tickets the replicated events are spread over.
-    #[arg(long, env = "BENCH_REPL_TICKETS", default_value_t = 2_000)]
+    #[arg(long, env = "BENCH_REPL_TICKETS", default_value_t = 10_000)]
     repl_tickets: u64,
     /// Messages of the raw JetStream publish baseline.
     #[arg(long, env = "BENCH_RAW_MSGS", default_value_t = 200_000)]

@@ -28,9 +28,9 @@ use crate::report::{quantile, rate, Baseline, Figure};
 /// Publishes awaiting their ack in the raw baseline: the relay's own window.
 const RAW_WINDOW: usize = ticketsync_sync::nats::MAX_INFLIGHT_PUBLISHES;
 /// Notes per ticket per append batch while generating the replicated load.
-const NOTES_PER_TICKET_BATCH: usize = 100;
+const NOTES_PER_TICKET_BATCH: usize = 20;
 /// Tickets per append batch while generating.
-const TICKETS_PER_BATCH: usize = 10;
+const TICKETS_PER_BATCH: usize = 50;
 /// How often the latency poller looks at the partner's projection checkpoint.
 const POLL: Duration = Duration::from_micros(200);
 

@@ -171,48 +171,44 @@ async fn expire_overdue(inst: &Instance, watch: &Mutex<OfferWatch>) -> Result<()
         }
         w.candidates.iter().copied().collect()
     };
-    let mut views = Vec::with_capacity(candidates.len());
+    // One view at a time (a whole projection's views at once would set the daemon's peak
+    // memory): keep the overdue offers, drop candidates with nothing to expire.
+    let now = now_ms();
+    let mut due: Vec<(u64, TicketId)> = Vec::new();
     for id in candidates {
-        match TicketProjection::get(inst.store.as_ref(), id.0).await? {
-            Some(t) => views.push(t),
-            None => {
-                watch.lock().await.candidates.remove(&id);
-            }
+        let Some(t) = TicketProjection::get(inst.store.as_ref(), id.0).await? else {
+            watch.lock().await.candidates.remove(&id);
+            continue;
+        };
+        let Some(o) = t.outsource.as_ref().filter(|o| {
+            o.role == "lead"
+                && o.status == "Assigned"
+                && o.terms.as_ref().is_some_and(|x| x.respond_by_ms.is_some())
+        }) else {
+            watch.lock().await.candidates.remove(&id);
+            continue;
+        };
+        if o.terms
+            .as_ref()
+            .and_then(|x| x.respond_by_ms)
+            .is_some_and(|rb| rb < now)
+        {
+            due.push((t.number, id));
         }
     }
     // In ticket number order, as a walk over the whole projection would go.
-    views.sort_by_key(|t| t.number);
-    let now = now_ms();
+    due.sort();
     let system = Actor {
         instance: inst.name().clone(),
         user: ticketsync_domain::sync::SYSTEM_USER.into(),
     };
-    for t in views {
-        let offer = t.outsource.as_ref().filter(|o| {
-            o.role == "lead"
-                && o.status == "Assigned"
-                && o.terms.as_ref().is_some_and(|x| x.respond_by_ms.is_some())
-        });
-        if offer.is_none() {
-            if let Ok(id) = t.id.parse::<TicketId>() {
-                watch.lock().await.candidates.remove(&id);
-            }
-        }
-        let Some(o) = &t.outsource else { continue };
-        let due = o
-            .terms
-            .as_ref()
-            .and_then(|x| x.respond_by_ms)
-            .is_some_and(|rb| rb < now);
-        if o.role == "lead" && o.status == "Assigned" && due {
-            let id: TicketId = t.id.parse()?;
-            match inst
-                .execute_as(&system, id, Command::Outsource(OutsourceCommand::Expire))
-                .await
-            {
-                Ok(_) => tracing::info!(ticket = %t.id, "offer expired"),
-                Err(e) => tracing::warn!(ticket = %t.id, "expiring failed: {e:#}"),
-            }
+    for (_, id) in due {
+        match inst
+            .execute_as(&system, id, Command::Outsource(OutsourceCommand::Expire))
+            .await
+        {
+            Ok(_) => tracing::info!(ticket = %id, "offer expired"),
+            Err(e) => tracing::warn!(ticket = %id, "expiring failed: {e:#}"),
         }
     }
     Ok(())
