@@ -32,6 +32,14 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One connection with `synchronous=NORMAL` for projection commits (and the relay's
+    /// acknowledged-up-to marker, which only saves republishing): projections
+    /// are derived from the log and carry their checkpoint, so a power loss may take back
+    /// the latest projection commits (the runner redoes them from the checkpoint it finds)
+    /// but never a log entry, which is committed with `synchronous=FULL` on `pool`. In WAL
+    /// mode a later FULL commit also makes every earlier frame durable, so a projection can
+    /// never be ahead of the log it was computed from.
+    projection_pool: SqlitePool,
 }
 
 const ENTRY_COLUMNS: &str = "position, event_id, stream_id, version, schema_version, event_type, \
@@ -74,13 +82,24 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
-        let store = SqliteStore { pool };
-        store.check_schema().await?;
-        MIGRATOR.run(&store.pool).await?;
-        Ok(store)
+        let check = SqliteStore {
+            pool: pool.clone(),
+            projection_pool: pool.clone(),
+        };
+        check.check_schema().await?;
+        MIGRATOR.run(&pool).await?;
+        let projection_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.synchronous(SqliteSynchronous::Normal))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        Ok(SqliteStore {
+            pool,
+            projection_pool,
+        })
     }
 
     /// Refuses a database written by a newer ticketsync before touching it.
@@ -541,7 +560,7 @@ impl Store for SqliteStore {
         to: u64,
         changes: Vec<DocChange>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.projection_pool.begin_with("BEGIN IMMEDIATE").await?;
         let cur: Option<i64> =
             sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = ?")
                 .bind(projection)
@@ -717,7 +736,9 @@ impl Store for SqliteStore {
         )
         .bind(partner)
         .bind(to_i64(seq)?)
-        .execute(&self.pool)
+        // A progress marker, not a fact to keep: if a power loss takes it back, the relay
+        // publishes those entries again and the receiver drops them as duplicates.
+        .execute(&self.projection_pool)
         .await?;
         Ok(())
     }
@@ -802,15 +823,20 @@ impl Store for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         let mut head = head_of(head)?;
-        let mut moved = false;
+        // Check places and chain links in memory, keeping the run of entries that apply;
+        // then append all their events with one `append_in_tx` (a handful of statements
+        // for the run, not per entry).
         let mut out = Vec::with_capacity(items.len());
-        for (entry, batch) in items {
+        let mut stop = None;
+        let mut batch = Vec::new();
+        let mut ids: Vec<Vec<Ulid>> = Vec::new();
+        for (entry, parts) in items {
             if entry.seq <= head.seq {
-                out.push(Inbound::Duplicate);
+                stop = Some(Inbound::Duplicate);
                 break;
             }
             if entry.seq > head.seq + 1 {
-                out.push(Inbound::Gap {
+                stop = Some(Inbound::Gap {
                     expected: head.seq + 1,
                 });
                 break;
@@ -818,18 +844,36 @@ impl Store for SqliteStore {
             if entry.prev_hash != head.hash
                 || channel_hash(&entry.prev_hash, entry.seq, from, to, &entry.body) != entry.hash
             {
-                out.push(Inbound::BrokenChain);
+                stop = Some(Inbound::BrokenChain);
                 break;
             }
-            let appended = append_in_tx(&mut tx, recorded_at, batch, true).await?.len();
             head = ChannelHead {
                 seq: entry.seq,
                 hash: entry.hash,
             };
-            moved = true;
-            out.push(Inbound::Applied { appended });
+            ids.push(
+                parts
+                    .iter()
+                    .flat_map(|p| p.entries.iter().map(|e| e.event_id))
+                    .collect(),
+            );
+            batch.extend(parts);
         }
-        if moved {
+        if !ids.is_empty() {
+            let written = append_in_tx(&mut tx, recorded_at, batch, true).await?;
+            // `written` keeps the order of the input less the events already held: walk
+            // both to count what each entry appended.
+            let mut k = 0;
+            for entry_ids in &ids {
+                let mut appended = 0;
+                for id in entry_ids {
+                    if written.get(k).is_some_and(|w| w.event_id == *id) {
+                        appended += 1;
+                        k += 1;
+                    }
+                }
+                out.push(Inbound::Applied { appended });
+            }
             sqlx::query(
                 "INSERT INTO channel_in (partner, seq, hash) VALUES (?, ?, ?) \
                  ON CONFLICT (partner) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
@@ -840,6 +884,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        out.extend(stop);
         tx.commit().await?;
         Ok(out)
     }
