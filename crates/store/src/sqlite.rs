@@ -213,7 +213,10 @@ async fn append_in_tx(
                 "SELECT event_id FROM events WHERE event_id IN ({})",
                 vec!["?"; chunk.len()].join(", ")
             );
-            let mut q = sqlx::query_scalar::<_, String>(&sql);
+            // Only the full-size statement is worth a place in the connection's statement
+            // cache; each other size would keep its own prepared program alive there.
+            let mut q =
+                sqlx::query_scalar::<_, String>(&sql).persistent(chunk.len() == EXISTS_CHUNK);
             for id in chunk {
                 q = q.bind(id.as_str());
             }
@@ -310,7 +313,7 @@ async fn insert_entries(tx: &mut Tx, chunk: &[LogEntry]) -> Result<(), StoreErro
         }
         sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     }
-    let mut q = sqlx::query(&sql);
+    let mut q = sqlx::query(&sql).persistent(chunk.len() == 1 || chunk.len() == INSERT_CHUNK);
     for e in chunk {
         q = q
             .bind(to_i64(e.position)?)
@@ -349,7 +352,7 @@ async fn put_docs(
          ON CONFLICT (projection, key) DO UPDATE SET doc = excluded.doc",
         vec!["(?, ?, ?)"; puts.len()].join(", ")
     );
-    let mut q = sqlx::query(&sql);
+    let mut q = sqlx::query(&sql).persistent(puts.len() == 1 || puts.len() == DOC_CHUNK);
     for (key, doc) in puts {
         q = q.bind(projection).bind(key).bind(doc);
     }
@@ -456,6 +459,7 @@ impl Store for SqliteStore {
             vec!["?"; types.len()].join(", ")
         );
         let mut q = sqlx::query_scalar::<_, String>(&sql)
+            .persistent(false)
             .bind(to_i64(after)?)
             .bind(to_i64(to)?);
         for t in types {
@@ -533,7 +537,9 @@ impl Store for SqliteStore {
                 "SELECT key, doc FROM projection_docs WHERE projection = ? AND key IN ({})",
                 vec!["?"; chunk.len()].join(", ")
             );
-            let mut q = sqlx::query_as::<_, (String, Vec<u8>)>(&sql).bind(projection);
+            let mut q = sqlx::query_as::<_, (String, Vec<u8>)>(&sql)
+                .persistent(chunk.len() == 1 || chunk.len() == DOC_CHUNK)
+                .bind(projection);
             for k in chunk {
                 q = q.bind(k.as_str());
             }
