@@ -11,6 +11,8 @@ help:
 	@echo "make test   - set up nats-server/PostgreSQL if missing, run every test"
 	@echo "make check  - rustfmt check, clippy -D warnings, then make test"
 	@echo "make setup  - only the set-up step (scripts/setup.sh)"
+	@echo "make bench  - release build, then every performance figure next to its raw baseline"
+	@echo "              (BENCH_ONLY=append,single,history,log,repl and BENCH_*_EVENTS shrink it)"
 
 setup:
 	@bash scripts/setup.sh
@@ -29,6 +31,11 @@ fmt:
 	$(CARGO) fmt --all
 
 check: lint test
+
+# Not part of `make test`: no test asserts a time. Figures go to stdout and target/bench/latest.json.
+bench: setup
+	$(CARGO) build --release --locked -p ticketsync -p ticketsync-bench
+	./target/release/ticketsync-bench $(BENCH_ARGS)
 
 demo: setup
 	$(CARGO) build --release --locked -p ticketsync

@@ -81,6 +81,10 @@ impl Default for TicketConfig {
     }
 }
 
+/// Folded ticket states kept between commands (at most this many tickets): a command on a
+/// ticket with a long history reads and folds only the events after its snapshot.
+pub const MAX_SNAPSHOTS: usize = 64;
+
 pub struct Instance {
     pub dir: PathBuf,
     pub config: Config,
@@ -89,6 +93,38 @@ pub struct Instance {
     pub actor: Actor,
     /// Set when the user works for a portal company (see [`Instance::act_for_portal`]).
     pub portal: Option<InstanceId>,
+    /// Per ticket: the state folded up to a stream version. Only ever a prefix of the
+    /// stream (the log is append-only), so catching up from it with the events after that
+    /// version gives the same state as folding the whole stream.
+    snapshots: std::sync::Mutex<Snapshots>,
+}
+
+/// A small cache of folded ticket states, keyed by ticket, each with its stream version.
+#[derive(Default)]
+struct Snapshots {
+    states: std::collections::HashMap<TicketId, (u64, Option<Ticket>)>,
+    /// Least recently stored first, for eviction.
+    order: std::collections::VecDeque<TicketId>,
+}
+
+impl Snapshots {
+    fn take(&mut self, id: TicketId) -> Option<(u64, Option<Ticket>)> {
+        let s = self.states.remove(&id)?;
+        self.order.retain(|t| *t != id);
+        Some(s)
+    }
+
+    fn put(&mut self, id: TicketId, version: u64, state: Option<Ticket>) {
+        if self.states.insert(id, (version, state)).is_some() {
+            self.order.retain(|t| *t != id);
+        }
+        self.order.push_back(id);
+        while self.order.len() > MAX_SNAPSHOTS {
+            if let Some(old) = self.order.pop_front() {
+                self.states.remove(&old);
+            }
+        }
+    }
 }
 
 /// Where a database URL points.
@@ -247,12 +283,47 @@ impl Instance {
             store,
             actor,
             portal: None,
+            snapshots: Default::default(),
         })
     }
 
     /// Loads a ticket's state by folding its stream; returns it with the stream version.
     pub async fn load(&self, id: TicketId) -> Result<(Option<Ticket>, u64)> {
-        self.load_at(id, None).await
+        let (state, version) = self.take_state(id).await?;
+        self.remember(id, version, state.clone());
+        Ok((state, version))
+    }
+
+    /// The ticket's current state and version, taken out of the snapshot cache (and caught
+    /// up with the events after the snapshot) or folded from the whole stream. The caller
+    /// hands the state back with [`Instance::remember`] once it knows the version it is at.
+    pub async fn take_state(&self, id: TicketId) -> Result<(Option<Ticket>, u64)> {
+        let cached = self.lock_snapshots().take(id);
+        let (mut state, mut version) = match cached {
+            Some((v, s)) => (s, v),
+            None => (None, 0),
+        };
+        for e in self.store.read_stream_after(id.0, version).await? {
+            let ev = decode_event(e.schema_version, &e.payload)
+                .with_context(|| format!("log position {}", e.position))?;
+            state = domain::evolve(state, id, &meta_of(&e)?, &ev);
+            version = e.version;
+        }
+        Ok((state, version))
+    }
+
+    /// Keeps `state` as the ticket's state at stream `version`, for the next command.
+    /// It must be the fold of exactly the stream's first `version` events.
+    pub fn remember(&self, id: TicketId, version: u64, state: Option<Ticket>) {
+        self.lock_snapshots().put(id, version, state);
+    }
+
+    fn lock_snapshots(&self) -> std::sync::MutexGuard<'_, Snapshots> {
+        // The cache holds no invariant a panic elsewhere could break halfway: a poisoned
+        // lock is still a usable cache.
+        self.snapshots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The ticket's state as of log position `to` (all of it with `None`), and its version.
@@ -348,28 +419,29 @@ impl Instance {
         if let Command::Outsource(domain::OutsourceCommand::Send { partner, .. }) = &cmd {
             self.require_paired(partner.as_str()).await?;
         }
-        // Nothing is replicated to a portal company (its users work here) or to oneself
-        // (a portal user's events have this instance as the counterparty).
-        let local: BTreeSet<String> = self
-            .portal_companies()
-            .await?
-            .into_keys()
-            .chain([self.name().to_string()])
-            .collect();
+        let local = self.unreplicated().await?;
         let mut attempt = 0;
         loop {
-            let (state, version) = self.load(id).await?;
+            let (state, version) = self.take_state(id).await?;
             let now = now_ms();
             let ctx = domain::Context {
                 actor,
                 policy: &self.policy,
                 now: Timestamp(now),
             };
-            let events = decide(state.as_ref(), id, ctx, cmd.clone())?;
+            let events = match decide(state.as_ref(), id, ctx, cmd.clone()) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    self.remember(id, version, state);
+                    return Err(e.into());
+                }
+            };
             if events.is_empty() {
+                self.remember(id, version, state);
                 return Ok(vec![]);
             }
-            let (entries, mut outgoing) = self.stamp_and_route(state, id, actor, now, &events)?;
+            let (entries, mut outgoing, after) =
+                self.stamp_and_route(state, id, actor, now, &events)?;
             outgoing.retain(|o| !local.contains(&o.to));
             let batch = vec![StreamAppend {
                 stream_id: id.0,
@@ -378,6 +450,9 @@ impl Instance {
             }];
             match self.store.append_routed(now, batch, outgoing).await {
                 Ok(written) => {
+                    if let Some(last) = written.last() {
+                        self.remember(id, last.version, after);
+                    }
                     // The events are committed: the command succeeded. A projection that
                     // cannot catch up now will on the next command; say so, do not fail.
                     if let Err(e) = self.refresh().await {
@@ -392,9 +467,106 @@ impl Instance {
         }
     }
 
+    /// Decides several commands, each against the state the ones before it left (commands
+    /// on different tickets may be mixed), and appends all their events with their outbox
+    /// entries in one transaction: all are written or none is. A refused command refuses
+    /// the whole batch. Decides again if another writer appended first. This is the
+    /// batched write path (imports, generated load): one transaction and one durable commit
+    /// for the lot. It returns right after the commit; unlike `execute` it leaves the
+    /// projections to the caller (`refresh`), so a loader can catch them up once per many
+    /// batches, and the follow-ups of `execute_as` (a partner's invoice, a portal
+    /// company's transaction fee) to the daemon's housekeeping or a later command.
+    pub async fn execute_many(&self, cmds: &[(TicketId, Command)]) -> Result<Vec<LogEntry>> {
+        self.refresh().await?;
+        for (_, cmd) in cmds {
+            if let Command::Outsource(domain::OutsourceCommand::Send { partner, .. }) = cmd {
+                self.require_paired(partner.as_str()).await?;
+            }
+        }
+        let actor = &self.command_actor();
+        let local = self.unreplicated().await?;
+        let mut attempt = 0;
+        loop {
+            let now = now_ms();
+            // Per ticket, in first-seen order: state, the version decided against, entries
+            // and outgoing bodies (kept per ticket so the outbox follows the log's order).
+            type Slot = (Option<Ticket>, u64, Vec<NewEntry>, Vec<Outgoing>);
+            let mut order: Vec<TicketId> = Vec::new();
+            let mut slots: std::collections::HashMap<TicketId, Slot> =
+                std::collections::HashMap::new();
+            for (id, cmd) in cmds {
+                if !slots.contains_key(id) {
+                    let (state, version) = self.take_state(*id).await?;
+                    slots.insert(*id, (state, version, vec![], vec![]));
+                    order.push(*id);
+                }
+                let Some(slot) = slots.get_mut(id) else {
+                    continue;
+                };
+                let ctx = domain::Context {
+                    actor,
+                    policy: &self.policy,
+                    now: Timestamp(now),
+                };
+                // On a refusal the taken states are dropped; the next load folds again.
+                let events = decide(slot.0.as_ref(), *id, ctx, cmd.clone())?;
+                let (entries, outgoing, state) =
+                    self.stamp_and_route(slot.0.take(), *id, actor, now, &events)?;
+                slot.0 = state;
+                slot.2.extend(entries);
+                slot.3.extend(outgoing);
+            }
+            let mut batch = Vec::with_capacity(order.len());
+            let mut outgoing = Vec::new();
+            let mut after = Vec::with_capacity(order.len());
+            for id in &order {
+                if let Some((state, version, entries, out)) = slots.remove(id) {
+                    let v = version + entries.len() as u64;
+                    if !entries.is_empty() {
+                        batch.push(StreamAppend {
+                            stream_id: id.0,
+                            expected_version: version,
+                            entries,
+                        });
+                        outgoing.extend(out.into_iter().filter(|o| !local.contains(&o.to)));
+                    }
+                    after.push((*id, v, state));
+                }
+            }
+            if batch.is_empty() {
+                for (id, v, state) in after {
+                    self.remember(id, v, state);
+                }
+                return Ok(vec![]);
+            }
+            match self.store.append_routed(now, batch, outgoing).await {
+                Ok(written) => {
+                    // Each stream got exactly its entries, so it is at version + their count.
+                    for (id, v, state) in after {
+                        self.remember(id, v, state);
+                    }
+                    return Ok(written);
+                }
+                Err(StoreError::Conflict { .. }) if attempt < MAX_CONFLICT_RETRIES => attempt += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Where nothing is replicated to: the portal companies (their users work here) and
+    /// this instance itself (a portal user's events have it as the counterparty).
+    async fn unreplicated(&self) -> Result<BTreeSet<String>> {
+        Ok(self
+            .portal_companies()
+            .await?
+            .into_keys()
+            .chain([self.name().to_string()])
+            .collect())
+    }
+
     /// Gives each event the `link_seq` its author knew (the ticket as folded up to the
     /// event) and picks what goes to the counterparty, as channel bodies (attachment
-    /// content first, in chunks, then the event).
+    /// content first, in chunks, then the event). Returns the state after the events too.
     fn stamp_and_route(
         &self,
         mut state: Option<Ticket>,
@@ -402,7 +574,7 @@ impl Instance {
         actor: &Actor,
         now: i64,
         events: &[domain::Event],
-    ) -> Result<(Vec<NewEntry>, Vec<Outgoing>)> {
+    ) -> Result<(Vec<NewEntry>, Vec<Outgoing>, Option<Ticket>)> {
         let mut entries = Vec::with_capacity(events.len());
         let mut outgoing = Vec::new();
         for ev in events {
@@ -447,7 +619,7 @@ impl Instance {
             state = domain::evolve(state, id, &meta, ev);
             entries.push(entry);
         }
-        Ok((entries, outgoing))
+        Ok((entries, outgoing, state))
     }
 
     /// An attachment's content as channel bodies of at most `BLOB_CHUNK_BYTES` each.

@@ -6,7 +6,9 @@ pub mod links;
 pub mod runner;
 pub mod ticket;
 
-pub use runner::{catch_up, digest, rebuild, Projection, ProjectionError, Rebuilt, RUN_BATCH};
+pub use runner::{
+    catch_up, digest, rebuild, Projection, ProjectionError, Rebuilt, REBUILD_BATCH, RUN_BATCH,
+};
 pub use ticket::{
     ticket_as_of, FeeView, InvoiceRef, StatedInvoice, TicketProjection, TicketView, TICKETS,
 };

@@ -86,8 +86,46 @@ pub trait Store: Send + Sync {
         to_position: Option<u64>,
     ) -> Result<Vec<LogEntry>, StoreError>;
 
+    /// The events of one stream with a version greater than `after_version`, in order: the
+    /// tail a cached fold of the stream needs to catch up. Backends may override this
+    /// default (which reads the whole stream) with a query that reads only the tail.
+    async fn read_stream_after(
+        &self,
+        stream_id: Ulid,
+        after_version: u64,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let mut all = self.read_stream(stream_id, None).await?;
+        all.retain(|e| e.version > after_version);
+        Ok(all)
+    }
+
     /// Up to `limit` (at most [`MAX_READ_BATCH`]) entries with position greater than `after`, in order.
     async fn read_log(&self, after: u64, limit: u32) -> Result<Vec<LogEntry>, StoreError>;
+
+    /// The distinct streams with an event of one of `types` at a position in
+    /// `(after, to]`, in no particular order. Lets a caller watch for rare events (the
+    /// daemon, outsourcing moves with deadlines) without reading every entry. Backends
+    /// may override this default, which walks the log.
+    async fn streams_with_types(
+        &self,
+        after: u64,
+        to: u64,
+        types: &[&str],
+    ) -> Result<Vec<Ulid>, StoreError> {
+        let mut found = std::collections::BTreeSet::new();
+        let mut from = after;
+        while from < to {
+            let batch = self.read_log(from, MAX_READ_BATCH).await?;
+            let Some(last) = batch.last() else { break };
+            from = last.position;
+            for e in batch.iter().filter(|e| e.position <= to) {
+                if types.contains(&e.event_type.as_str()) {
+                    found.insert(e.stream_id);
+                }
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
 
     /// The recorded head of the log.
     async fn head(&self) -> Result<Head, StoreError>;
@@ -176,6 +214,32 @@ pub trait Store: Send + Sync {
         batch: Vec<StreamAppend>,
         quarantine: Option<(String, String, Option<String>)>,
     ) -> Result<Inbound, StoreError>;
+
+    /// Applies several consecutive inbound entries of the channel `from` → `to`, each with
+    /// the events it carries, like `apply_inbound` does one: in order, stopping at the
+    /// first entry that is not `Applied` (its outcome is the last one returned). Backends
+    /// override this default (one `apply_inbound` after the other) to commit them in one
+    /// transaction. On an error nothing of that transaction is written.
+    async fn apply_inbound_many(
+        &self,
+        from: &str,
+        to: &str,
+        recorded_at: i64,
+        items: Vec<(ChannelEntry, Vec<StreamAppend>)>,
+    ) -> Result<Vec<Inbound>, StoreError> {
+        let mut out = Vec::with_capacity(items.len());
+        for (entry, batch) in items {
+            let r = self
+                .apply_inbound(from, to, &entry, recorded_at, batch, None)
+                .await?;
+            let applied = matches!(r, Inbound::Applied { .. });
+            out.push(r);
+            if !applied {
+                break;
+            }
+        }
+        Ok(out)
+    }
 
     /// Records a refused message that has no place in a channel (undecodable, forged).
     async fn quarantine_message(

@@ -25,12 +25,22 @@ use crate::{DocChange, Head, Store, StoreError, StreamAppend, MAX_READ_BATCH, ST
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections kept by one process (SQLite serializes writers anyway).
 pub const MAX_CONNECTIONS: u32 = 4;
+/// Rows a query's worker may read ahead of the caller.
+pub const ROW_CHANNEL: usize = 1_024;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// One connection with `synchronous=NORMAL` for projection commits (and the relay's
+    /// acknowledged-up-to marker, which only saves republishing): projections
+    /// are derived from the log and carry their checkpoint, so a power loss may take back
+    /// the latest projection commits (the runner redoes them from the checkpoint it finds)
+    /// but never a log entry, which is committed with `synchronous=FULL` on `pool`. In WAL
+    /// mode a later FULL commit also makes every earlier frame durable, so a projection can
+    /// never be ahead of the log it was computed from.
+    projection_pool: SqlitePool,
 }
 
 const ENTRY_COLUMNS: &str = "position, event_id, stream_id, version, schema_version, event_type, \
@@ -67,16 +77,30 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
+            // Rows sqlx's worker thread may queue ahead of the reader: with its default (50)
+            // a long read (verify, rebuild) hands over between threads every few rows.
+            .row_buffer_size(ROW_CHANNEL)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
-        let store = SqliteStore { pool };
-        store.check_schema().await?;
-        MIGRATOR.run(&store.pool).await?;
-        Ok(store)
+        let check = SqliteStore {
+            pool: pool.clone(),
+            projection_pool: pool.clone(),
+        };
+        check.check_schema().await?;
+        MIGRATOR.run(&pool).await?;
+        let projection_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts.synchronous(SqliteSynchronous::Normal))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        Ok(SqliteStore {
+            pool,
+            projection_pool,
+        })
     }
 
     /// Refuses a database written by a newer ticketsync before touching it.
@@ -143,6 +167,11 @@ type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
 /// Appends within an open write transaction. With `skip_existing`, events whose id the log
 /// already holds are left out (an inbound event delivered again).
+///
+/// Everything is checked and sealed in memory first, then written with few statements: one
+/// version read per stream, one existence query per chunk of ids (with `skip_existing`),
+/// multi-row inserts, one version update per stream and one head update. A conflict is
+/// found before anything is written (and the caller's transaction is dropped anyway).
 async fn append_in_tx(
     tx: &mut Tx,
     recorded_at: i64,
@@ -157,70 +186,87 @@ async fn append_in_tx(
         Some((p, h)) => (to_u64(p, "head position")?, hash32(h, "head hash")?),
         None => (0, GENESIS_HASH),
     };
+    let mut held: std::collections::HashSet<String> = std::collections::HashSet::new();
+    if skip_existing {
+        let ids: Vec<String> = batch
+            .iter()
+            .flat_map(|p| p.entries.iter().map(|e| e.event_id.to_string()))
+            .collect();
+        for chunk in ids.chunks(EXISTS_CHUNK) {
+            let sql = format!(
+                "SELECT event_id FROM events WHERE event_id IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            // Only the full-size statement is worth a place in the connection's statement
+            // cache; each other size would keep its own prepared program alive there.
+            let mut q =
+                sqlx::query_scalar::<_, String>(&sql).persistent(chunk.len() == EXISTS_CHUNK);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            held.extend(q.fetch_all(&mut **tx).await?);
+        }
+    }
+    // Per stream, in first-touched order: its id text and the version it is at now.
+    let mut versions: HashMap<Ulid, (String, u64)> = HashMap::new();
+    let mut touched: Vec<Ulid> = Vec::new();
     let mut out = Vec::with_capacity(batch.iter().map(|b| b.entries.len()).sum());
     for part in batch {
-        let sid = part.stream_id.to_string();
-        let cur: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = ?")
-                .bind(&sid)
-                .fetch_optional(&mut **tx)
-                .await?;
-        let mut version = to_u64(cur.unwrap_or(0), "stream version")?;
-        if version != part.expected_version {
+        let (_, version) = match versions.entry(part.stream_id) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let sid = part.stream_id.to_string();
+                let cur: Option<i64> =
+                    sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = ?")
+                        .bind(&sid)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                slot.insert((sid, to_u64(cur.unwrap_or(0), "stream version")?))
+            }
+        };
+        if *version != part.expected_version {
             // Dropping the transaction rolls it back: nothing of the batch is written.
             return Err(StoreError::Conflict {
                 stream_id: part.stream_id,
                 expected: part.expected_version,
-                actual: version,
+                actual: *version,
             });
         }
         if part.entries.is_empty() {
             continue;
         }
+        if !touched.contains(&part.stream_id) {
+            touched.push(part.stream_id);
+        }
         for new in part.entries {
-            if skip_existing {
-                let held: Option<i64> =
-                    sqlx::query_scalar("SELECT 1 FROM events WHERE event_id = ?")
-                        .bind(new.event_id.to_string())
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                if held.is_some() {
-                    continue;
-                }
+            // An id met again within the batch is left out too, as a row written by an
+            // earlier statement would have been.
+            if skip_existing && !held.insert(new.event_id.to_string()) {
+                continue;
             }
             position += 1;
-            version += 1;
-            let e = LogEntry::seal(new, position, version, recorded_at, prev);
-            sqlx::query(&format!(
-                "INSERT INTO events ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            ))
-            .bind(to_i64(e.position)?)
-            .bind(e.event_id.to_string())
-            .bind(&sid)
-            .bind(to_i64(e.version)?)
-            .bind(i64::from(e.schema_version))
-            .bind(&e.event_type)
-            .bind(e.occurred_at)
-            .bind(e.recorded_at)
-            .bind(&e.actor_instance)
-            .bind(&e.actor_user)
-            .bind(i64::from(e.link_seq))
-            .bind(&e.payload)
-            .bind(&e.prev_hash[..])
-            .bind(&e.hash[..])
-            .execute(&mut **tx)
-            .await?;
+            *version += 1;
+            let e = LogEntry::seal(new, position, *version, recorded_at, prev);
             prev = e.hash;
             out.push(e);
         }
-        sqlx::query(
-            "INSERT INTO streams (stream_id, version) VALUES (?, ?) \
-             ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
-        )
-        .bind(&sid)
-        .bind(to_i64(version)?)
-        .execute(&mut **tx)
-        .await?;
+    }
+    // Many rows per statement: one round trip to SQLite's worker per chunk instead of one
+    // per event is most of what a batched append costs.
+    for chunk in out.chunks(INSERT_CHUNK) {
+        insert_entries(tx, chunk).await?;
+    }
+    for id in &touched {
+        if let Some((sid, version)) = versions.get(id) {
+            sqlx::query(
+                "INSERT INTO streams (stream_id, version) VALUES (?, ?) \
+                 ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
+            )
+            .bind(sid.as_str())
+            .bind(to_i64(*version)?)
+            .execute(&mut **tx)
+            .await?;
+        }
     }
     if !out.is_empty() {
         sqlx::query(
@@ -233,6 +279,69 @@ async fn append_in_tx(
         .await?;
     }
     Ok(out)
+}
+
+/// Event ids looked up by one existence query.
+pub const EXISTS_CHUNK: usize = 500;
+
+/// Log rows written by one `INSERT` statement (14 parameters each, well below SQLite's
+/// limit of 32766 bound parameters).
+pub const INSERT_CHUNK: usize = 128;
+
+/// Inserts sealed entries with a single multi-row `INSERT`.
+async fn insert_entries(tx: &mut Tx, chunk: &[LogEntry]) -> Result<(), StoreError> {
+    let mut sql = format!("INSERT INTO events ({ENTRY_COLUMNS}) VALUES ");
+    for i in 0..chunk.len() {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    }
+    let mut q = sqlx::query(&sql).persistent(chunk.len() == 1 || chunk.len() == INSERT_CHUNK);
+    for e in chunk {
+        q = q
+            .bind(to_i64(e.position)?)
+            .bind(e.event_id.to_string())
+            .bind(e.stream_id.to_string())
+            .bind(to_i64(e.version)?)
+            .bind(i64::from(e.schema_version))
+            .bind(e.event_type.as_str())
+            .bind(e.occurred_at)
+            .bind(e.recorded_at)
+            .bind(e.actor_instance.as_str())
+            .bind(e.actor_user.as_str())
+            .bind(i64::from(e.link_seq))
+            .bind(e.payload.as_slice())
+            .bind(&e.prev_hash[..])
+            .bind(&e.hash[..]);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Projection documents written (or keys looked up) by one statement.
+pub const DOC_CHUNK: usize = 200;
+
+/// Upserts projection documents, in order, with one statement.
+async fn put_docs(
+    tx: &mut Tx,
+    projection: &str,
+    puts: Vec<(String, Vec<u8>)>,
+) -> Result<(), StoreError> {
+    if puts.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO projection_docs (projection, key, doc) VALUES {} \
+         ON CONFLICT (projection, key) DO UPDATE SET doc = excluded.doc",
+        vec!["(?, ?, ?)"; puts.len()].join(", ")
+    );
+    let mut q = sqlx::query(&sql).persistent(puts.len() == 1 || puts.len() == DOC_CHUNK);
+    for (key, doc) in puts {
+        q = q.bind(projection).bind(key).bind(doc);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// Adds outbound channel entries within an open write transaction, continuing each
@@ -304,6 +413,49 @@ impl Store for SqliteStore {
         rows.iter().map(entry_from_row).collect()
     }
 
+    async fn read_stream_after(
+        &self,
+        stream_id: Ulid,
+        after_version: u64,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM events WHERE stream_id = ? AND version > ? ORDER BY version"
+        ))
+        .bind(stream_id.to_string())
+        .bind(to_i64(after_version)?)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn streams_with_types(
+        &self,
+        after: u64,
+        to: u64,
+        types: &[&str],
+    ) -> Result<Vec<Ulid>, StoreError> {
+        if types.is_empty() || to <= after {
+            return Ok(vec![]);
+        }
+        let sql = format!(
+            "SELECT DISTINCT stream_id FROM events WHERE position > ? AND position <= ? \
+             AND event_type IN ({})",
+            vec!["?"; types.len()].join(", ")
+        );
+        let mut q = sqlx::query_scalar::<_, String>(&sql)
+            .persistent(false)
+            .bind(to_i64(after)?)
+            .bind(to_i64(to)?);
+        for t in types {
+            q = q.bind(*t);
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|s| parse_ulid(s, "stream id"))
+            .collect()
+    }
+
     async fn read_log(&self, after: u64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {ENTRY_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
@@ -364,17 +516,18 @@ impl Store for SqliteStore {
     ) -> Result<HashMap<String, Vec<u8>>, StoreError> {
         let mut out = HashMap::with_capacity(keys.len());
         let mut conn = self.pool.acquire().await?;
-        for k in keys {
-            let doc: Option<Vec<u8>> = sqlx::query_scalar(
-                "SELECT doc FROM projection_docs WHERE projection = ? AND key = ?",
-            )
-            .bind(projection)
-            .bind(k)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let Some(d) = doc {
-                out.insert(k.clone(), d);
+        for chunk in keys.chunks(DOC_CHUNK) {
+            let sql = format!(
+                "SELECT key, doc FROM projection_docs WHERE projection = ? AND key IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut q = sqlx::query_as::<_, (String, Vec<u8>)>(&sql)
+                .persistent(chunk.len() == 1 || chunk.len() == DOC_CHUNK)
+                .bind(projection);
+            for k in chunk {
+                q = q.bind(k.as_str());
             }
+            out.extend(q.fetch_all(&mut *conn).await?);
         }
         Ok(out)
     }
@@ -397,7 +550,7 @@ impl Store for SqliteStore {
         to: u64,
         changes: Vec<DocChange>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.projection_pool.begin_with("BEGIN IMMEDIATE").await?;
         let cur: Option<i64> =
             sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = ?")
                 .bind(projection)
@@ -411,20 +564,19 @@ impl Store for SqliteStore {
                 actual: cur,
             });
         }
+        // Runs of puts go in multi-row upserts (rows of one statement are applied in order,
+        // so a key put twice ends with the later document, as with one statement each).
+        let mut puts: Vec<(String, Vec<u8>)> = Vec::new();
         for c in changes {
             match c {
                 DocChange::Put { key, doc } => {
-                    sqlx::query(
-                        "INSERT INTO projection_docs (projection, key, doc) VALUES (?, ?, ?) \
-                         ON CONFLICT (projection, key) DO UPDATE SET doc = excluded.doc",
-                    )
-                    .bind(projection)
-                    .bind(key)
-                    .bind(doc)
-                    .execute(&mut *tx)
-                    .await?;
+                    puts.push((key, doc));
+                    if puts.len() >= DOC_CHUNK {
+                        put_docs(&mut tx, projection, std::mem::take(&mut puts)).await?;
+                    }
                 }
                 DocChange::Delete { key } => {
+                    put_docs(&mut tx, projection, std::mem::take(&mut puts)).await?;
                     sqlx::query("DELETE FROM projection_docs WHERE projection = ? AND key = ?")
                         .bind(projection)
                         .bind(key)
@@ -433,6 +585,7 @@ impl Store for SqliteStore {
                 }
             }
         }
+        put_docs(&mut tx, projection, puts).await?;
         sqlx::query(
             "INSERT INTO projection_checkpoints (name, position) VALUES (?, ?) \
              ON CONFLICT (name) DO UPDATE SET position = excluded.position",
@@ -573,7 +726,9 @@ impl Store for SqliteStore {
         )
         .bind(partner)
         .bind(to_i64(seq)?)
-        .execute(&self.pool)
+        // A progress marker, not a fact to keep: if a power loss takes it back, the relay
+        // publishes those entries again and the receiver drops them as duplicates.
+        .execute(&self.projection_pool)
         .await?;
         Ok(())
     }
@@ -642,6 +797,86 @@ impl Store for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(Inbound::Applied { appended })
+    }
+
+    async fn apply_inbound_many(
+        &self,
+        from: &str,
+        to: &str,
+        recorded_at: i64,
+        items: Vec<(ChannelEntry, Vec<StreamAppend>)>,
+    ) -> Result<Vec<Inbound>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let head: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, hash FROM channel_in WHERE partner = ?")
+                .bind(from)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let mut head = head_of(head)?;
+        // Check places and chain links in memory, keeping the run of entries that apply;
+        // then append all their events with one `append_in_tx` (a handful of statements
+        // for the run, not per entry).
+        let mut out = Vec::with_capacity(items.len());
+        let mut stop = None;
+        let mut batch = Vec::new();
+        let mut ids: Vec<Vec<Ulid>> = Vec::new();
+        for (entry, parts) in items {
+            if entry.seq <= head.seq {
+                stop = Some(Inbound::Duplicate);
+                break;
+            }
+            if entry.seq > head.seq + 1 {
+                stop = Some(Inbound::Gap {
+                    expected: head.seq + 1,
+                });
+                break;
+            }
+            if entry.prev_hash != head.hash
+                || channel_hash(&entry.prev_hash, entry.seq, from, to, &entry.body) != entry.hash
+            {
+                stop = Some(Inbound::BrokenChain);
+                break;
+            }
+            head = ChannelHead {
+                seq: entry.seq,
+                hash: entry.hash,
+            };
+            ids.push(
+                parts
+                    .iter()
+                    .flat_map(|p| p.entries.iter().map(|e| e.event_id))
+                    .collect(),
+            );
+            batch.extend(parts);
+        }
+        if !ids.is_empty() {
+            let written = append_in_tx(&mut tx, recorded_at, batch, true).await?;
+            // `written` keeps the order of the input less the events already held: walk
+            // both to count what each entry appended.
+            let mut k = 0;
+            for entry_ids in &ids {
+                let mut appended = 0;
+                for id in entry_ids {
+                    if written.get(k).is_some_and(|w| w.event_id == *id) {
+                        appended += 1;
+                        k += 1;
+                    }
+                }
+                out.push(Inbound::Applied { appended });
+            }
+            sqlx::query(
+                "INSERT INTO channel_in (partner, seq, hash) VALUES (?, ?, ?) \
+                 ON CONFLICT (partner) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            )
+            .bind(from)
+            .bind(to_i64(head.seq)?)
+            .bind(&head.hash[..])
+            .execute(&mut *tx)
+            .await?;
+        }
+        out.extend(stop);
+        tx.commit().await?;
+        Ok(out)
     }
 
     async fn quarantine_message(

@@ -3,6 +3,7 @@
 //! the result (events, or a quarantine) with the channel checkpoint in one transaction.
 //! Independent of the transport, so it is exercised in memory as well as over NATS.
 
+use std::collections::HashMap;
 use std::io::{Seek, SeekFrom, Write};
 
 use anyhow::{Context as _, Result};
@@ -10,7 +11,9 @@ use sha2::{Digest, Sha256};
 use ticketsync_app::{now_ms, Instance, MAX_CONFLICT_RETRIES};
 use ticketsync_domain::sync::{receive, Incoming, SYSTEM_USER};
 use ticketsync_domain::{self as domain, Actor, EventMeta, InstanceId, TicketId, Timestamp};
-use ticketsync_store::{ChannelEntry, Inbound, Partner, PartnerState, StoreError, StreamAppend};
+use ticketsync_store::{
+    ChannelEntry, ChannelHead, Inbound, Partner, PartnerState, StoreError, StreamAppend,
+};
 use ticketsync_wire::channel::{ChannelBody, Message, ReplicatedEvent};
 use ticketsync_wire::{decode_event, encode_event, NewEntry, SCHEMA_VERSION};
 use ulid::Ulid;
@@ -30,6 +33,21 @@ pub struct Outcome {
     pub gap: Option<u64>,
     /// Tickets that applied events changed, each once, in order of first change.
     pub tickets: Vec<TicketId>,
+}
+
+impl Outcome {
+    fn touched(&mut self, t: TicketId) {
+        if !self.tickets.contains(&t) {
+            self.tickets.push(t);
+        }
+    }
+
+    /// Notes the ticket of an applied entry that carries an event.
+    fn touched_by(&mut self, entry: &ChannelEntry) {
+        if let Ok(ChannelBody::Event(re)) = ChannelBody::decode(&entry.body) {
+            self.touched(TicketId(re.ticket_ulid()));
+        }
+    }
 }
 
 /// Applies one raw message received on the channel from `partner` to this instance.
@@ -74,6 +92,11 @@ pub async fn apply_message(inst: &Instance, partner: &Partner, raw: &[u8]) -> Re
         out.rejected_messages += 1;
         return Ok(out);
     }
+    // Plain events are prepared in memory and committed together, one transaction for a
+    // run of them (with the channel checkpoint); anything else (hello, attachment content,
+    // a refusal) goes through `apply_entry` on its own after the run before it is written.
+    let mut head = inst.store.inbound_head(&partner.name).await?;
+    let mut run = Run::default();
     for w in msg.entries {
         let entry = ChannelEntry {
             seq: w.seq,
@@ -81,8 +104,10 @@ pub async fn apply_message(inst: &Instance, partner: &Partner, raw: &[u8]) -> Re
             hash: w.hash,
             body: w.body,
         };
-        let head = inst.store.inbound_head(&partner.name).await?;
         if entry.seq == head.seq && entry.hash != head.hash {
+            if !run.flush(inst, partner, &mut out).await? {
+                break;
+            }
             // Another entry already took this seq: the sender's channel forked (someone
             // holding the pair's secret published behind its daemon). Say so loudly.
             reject(
@@ -101,27 +126,42 @@ pub async fn apply_message(inst: &Instance, partner: &Partner, raw: &[u8]) -> Re
             continue;
         }
         if entry.seq > head.seq + 1 {
-            out.gap = Some(head.seq + 1);
+            if run.flush(inst, partner, &mut out).await? {
+                out.gap = Some(head.seq + 1);
+            }
             break;
         }
-        match apply_entry(inst, partner, &entry).await? {
+        if let Some(batch) = prepare(inst, partner, &entry, &mut run.states).await? {
+            head = ChannelHead {
+                seq: entry.seq,
+                hash: entry.hash,
+            };
+            run.items.push((entry, batch));
+            if run.items.len() >= MAX_RUN_ENTRIES && !run.flush(inst, partner, &mut out).await? {
+                break;
+            }
+            continue;
+        }
+        if !run.flush(inst, partner, &mut out).await? {
+            break;
+        }
+        let stop = match apply_entry(inst, partner, &entry).await? {
             (Inbound::Applied { .. }, quarantined) => {
                 if quarantined {
                     out.quarantined += 1;
                 } else {
                     out.applied += 1;
-                    if let Ok(ChannelBody::Event(re)) = ChannelBody::decode(&entry.body) {
-                        let t = TicketId(re.ticket_ulid());
-                        if !out.tickets.contains(&t) {
-                            out.tickets.push(t);
-                        }
-                    }
+                    out.touched_by(&entry);
                 }
+                false
             }
-            (Inbound::Duplicate, _) => out.duplicates += 1,
+            (Inbound::Duplicate, _) => {
+                out.duplicates += 1;
+                false
+            }
             (Inbound::Gap { expected }, _) => {
                 out.gap = Some(expected);
-                break;
+                true
             }
             (Inbound::BrokenChain, _) => {
                 reject(
@@ -133,11 +173,246 @@ pub async fn apply_message(inst: &Instance, partner: &Partner, raw: &[u8]) -> Re
                 )
                 .await?;
                 out.rejected_messages += 1;
-                break;
+                true
             }
+        };
+        if stop {
+            break;
+        }
+        head = inst.store.inbound_head(&partner.name).await?;
+    }
+    run.flush(inst, partner, &mut out).await?;
+    Ok(out)
+}
+
+/// Most entries committed in one inbound transaction.
+pub const MAX_RUN_ENTRIES: usize = 256;
+
+/// Consecutive plain events prepared in memory, not yet written; with the ticket states
+/// they leave (taken out of the instance's snapshot cache, handed back after the commit).
+#[derive(Default)]
+struct Run {
+    items: Vec<(ChannelEntry, Vec<StreamAppend>)>,
+    /// Per ticket: the state after the prepared events and the stream version it is at.
+    states: HashMap<TicketId, (Option<domain::Ticket>, u64)>,
+}
+
+impl Run {
+    /// Writes the prepared entries in one transaction and counts them into `out`. Returns
+    /// false when the message must not be read further (a broken chain or a gap).
+    async fn flush(
+        &mut self,
+        inst: &Instance,
+        partner: &Partner,
+        out: &mut Outcome,
+    ) -> Result<bool> {
+        if self.items.is_empty() {
+            return Ok(true);
+        }
+        let me = inst.name().to_string();
+        let items = std::mem::take(&mut self.items);
+        let states = std::mem::take(&mut self.states);
+        let expected: Vec<usize> = items
+            .iter()
+            .map(|(_, b)| b.iter().map(|p| p.entries.len()).sum())
+            .collect();
+        match inst
+            .store
+            .apply_inbound_many(&partner.name, &me, now_ms(), items.clone())
+            .await
+        {
+            Ok(results) => {
+                let mut exact = results.len() == expected.len();
+                let mut go_on = true;
+                for (i, r) in results.iter().enumerate() {
+                    match r {
+                        Inbound::Applied { appended } => {
+                            exact &= *appended == expected[i];
+                            out.applied += 1;
+                            for b in &items[i].1 {
+                                out.touched(TicketId(b.stream_id));
+                            }
+                        }
+                        Inbound::Duplicate => {
+                            exact = false;
+                            out.duplicates += 1;
+                        }
+                        Inbound::Gap { expected } => {
+                            exact = false;
+                            out.gap = Some(*expected);
+                            go_on = false;
+                        }
+                        Inbound::BrokenChain => {
+                            exact = false;
+                            tracing::warn!(partner = %partner.name, seq = items[i].0.seq, "broken chain");
+                            inst.store
+                                .quarantine_message(
+                                    &partner.name,
+                                    "broken_chain",
+                                    &format!(
+                                        "entry {} does not continue the channel's hash chain",
+                                        items[i].0.seq
+                                    ),
+                                    &items[i].0.body,
+                                    now_ms(),
+                                )
+                                .await?;
+                            out.rejected_messages += 1;
+                            go_on = false;
+                        }
+                    }
+                }
+                // The states are the streams' exact folds only if every event went in as
+                // prepared (none already held, none left out); otherwise fold again later.
+                if exact {
+                    for (id, (state, version)) in states {
+                        inst.remember(id, version, state);
+                    }
+                }
+                Ok(go_on)
+            }
+            Err(StoreError::Conflict { .. }) => {
+                // Another writer appended to one of the tickets meanwhile: apply the
+                // entries one by one, each decided again against the stored stream.
+                for (entry, _) in items {
+                    match apply_entry(inst, partner, &entry).await? {
+                        (Inbound::Applied { .. }, q) => {
+                            if q {
+                                out.quarantined += 1
+                            } else {
+                                out.applied += 1;
+                                out.touched_by(&entry);
+                            }
+                        }
+                        (Inbound::Duplicate, _) => out.duplicates += 1,
+                        (Inbound::Gap { expected }, _) => {
+                            out.gap = Some(expected);
+                            return Ok(false);
+                        }
+                        (Inbound::BrokenChain, _) => {
+                            out.rejected_messages += 1;
+                            return Ok(false);
+                        }
+                    }
+                }
+                Ok(true)
+            }
+            Err(e) => Err(e.into()),
         }
     }
-    Ok(out)
+}
+
+/// Prepares a plain event entry in memory: the events it appends, decided against the
+/// ticket's state in `states` (taken from the snapshot cache on first use), which it moves
+/// on. `None` when the entry is anything else or would be refused: `apply_entry` handles it.
+async fn prepare(
+    inst: &Instance,
+    partner: &Partner,
+    entry: &ChannelEntry,
+    states: &mut HashMap<TicketId, (Option<domain::Ticket>, u64)>,
+) -> Result<Option<Vec<StreamAppend>>> {
+    let Ok(ChannelBody::Event(re)) = ChannelBody::decode(&entry.body) else {
+        return Ok(None);
+    };
+    let Ok(ev) = decode_event(re.schema_version, &re.payload) else {
+        return Ok(None);
+    };
+    if ev.type_name() != re.event_type || matches!(ev, domain::Event::AttachmentAdded { .. }) {
+        return Ok(None);
+    }
+    let Ok(from) = InstanceId::parse(&partner.name) else {
+        return Ok(None);
+    };
+    let Ok(actor) = Actor::new(from.clone(), &re.actor_user) else {
+        return Ok(None);
+    };
+    let tid = TicketId(re.ticket_ulid());
+    let (state, version) = match states.entry(tid) {
+        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+        std::collections::hash_map::Entry::Vacant(v) => v.insert(inst.take_state(tid).await?),
+    };
+    let meta = EventMeta {
+        actor,
+        at: Timestamp(re.occurred_at),
+        link_seq: re.link_seq,
+    };
+    let me_id = inst.name().clone();
+    let Ok(incoming) = receive(state.as_ref(), &me_id, &from, &meta, ev, &inst.policy) else {
+        return Ok(None);
+    };
+    let (entries, next) = stamp_incoming(inst, &re, &from, &meta, state.take(), tid, incoming)?;
+    *state = next;
+    let expected_version = *version;
+    *version += entries.len() as u64;
+    Ok(Some(vec![StreamAppend {
+        stream_id: tid.0,
+        expected_version,
+        entries,
+    }]))
+}
+
+/// The log entries of what `receive` made of a remote event, and the state after them.
+fn stamp_incoming(
+    inst: &Instance,
+    re: &ReplicatedEvent,
+    from: &InstanceId,
+    meta: &EventMeta,
+    mut cur: Option<domain::Ticket>,
+    tid: TicketId,
+    incoming: Vec<Incoming>,
+) -> Result<(Vec<NewEntry>, Option<domain::Ticket>)> {
+    let me_id = inst.name().clone();
+    let me = me_id.to_string();
+    let system = Actor {
+        instance: me_id,
+        user: SYSTEM_USER.to_string(),
+    };
+    let now = now_ms();
+    let mut entries = Vec::with_capacity(incoming.len());
+    for inc in incoming {
+        let (e, new) = match inc {
+            Incoming::Remote(e) => {
+                let new = NewEntry {
+                    event_id: re.event_ulid(),
+                    stream_id: tid.0,
+                    schema_version: SCHEMA_VERSION,
+                    event_type: e.type_name().to_string(),
+                    occurred_at: re.occurred_at,
+                    actor_instance: from.to_string(),
+                    actor_user: re.actor_user.clone(),
+                    link_seq: re.link_seq,
+                    payload: encode_event(&e)?,
+                };
+                (e, new)
+            }
+            Incoming::Local(e) => {
+                let new = NewEntry {
+                    event_id: Ulid::new(),
+                    stream_id: tid.0,
+                    schema_version: SCHEMA_VERSION,
+                    event_type: e.type_name().to_string(),
+                    occurred_at: now,
+                    actor_instance: me.clone(),
+                    actor_user: SYSTEM_USER.to_string(),
+                    link_seq: cur.as_ref().map_or(0, domain::Ticket::known),
+                    payload: encode_event(&e)?,
+                };
+                (e, new)
+            }
+        };
+        let m = if new.actor_instance == me {
+            EventMeta {
+                actor: system.clone(),
+                at: Timestamp(now),
+                link_seq: new.link_seq,
+            }
+        } else {
+            meta.clone()
+        };
+        cur = domain::evolve(cur, tid, &m, &e);
+        entries.push(new);
+    }
+    Ok((entries, cur))
 }
 
 /// Applies one entry; the bool is true when it was quarantined.
@@ -259,10 +534,6 @@ async fn apply_event(
         link_seq: re.link_seq,
     };
     let tid = TicketId(re.ticket_ulid());
-    let system = Actor {
-        instance: me_id.clone(),
-        user: SYSTEM_USER.to_string(),
-    };
     let mut attempt = 0;
     loop {
         let (state, version) = inst.load(tid).await?;
@@ -277,52 +548,8 @@ async fn apply_event(
             Ok(i) => i,
             Err(q) => return quarantine(q.kind.name(), q.detail).await,
         };
+        let (entries, _) = stamp_incoming(inst, &re, &from, &meta, state, tid, incoming)?;
         let now = now_ms();
-        let mut cur = state;
-        let mut entries = Vec::with_capacity(incoming.len());
-        for inc in incoming {
-            let (e, new) = match inc {
-                Incoming::Remote(e) => {
-                    let new = NewEntry {
-                        event_id: re.event_ulid(),
-                        stream_id: tid.0,
-                        schema_version: SCHEMA_VERSION,
-                        event_type: e.type_name().to_string(),
-                        occurred_at: re.occurred_at,
-                        actor_instance: from.to_string(),
-                        actor_user: re.actor_user.clone(),
-                        link_seq: re.link_seq,
-                        payload: encode_event(&e)?,
-                    };
-                    (e, new)
-                }
-                Incoming::Local(e) => {
-                    let new = NewEntry {
-                        event_id: Ulid::new(),
-                        stream_id: tid.0,
-                        schema_version: SCHEMA_VERSION,
-                        event_type: e.type_name().to_string(),
-                        occurred_at: now,
-                        actor_instance: me.clone(),
-                        actor_user: SYSTEM_USER.to_string(),
-                        link_seq: cur.as_ref().map_or(0, domain::Ticket::known),
-                        payload: encode_event(&e)?,
-                    };
-                    (e, new)
-                }
-            };
-            let m = if new.actor_instance == me {
-                EventMeta {
-                    actor: system.clone(),
-                    at: Timestamp(now),
-                    link_seq: new.link_seq,
-                }
-            } else {
-                meta.clone()
-            };
-            cur = domain::evolve(cur, tid, &m, &e);
-            entries.push(new);
-        }
         let batch = vec![StreamAppend {
             stream_id: tid.0,
             expected_version: version,

@@ -69,6 +69,8 @@ struct Shared {
     resend_epoch: Mutex<HashMap<String, u64>>,
     /// Per partner: the last resend asked for and when (to ask once per gap, not per message).
     last_resend: Mutex<HashMap<String, (u64, Instant)>>,
+    /// Tickets that may hold an offer to expire.
+    offers: Mutex<OfferWatch>,
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -100,6 +102,7 @@ pub async fn run(
         resend_from: Mutex::new(HashMap::new()),
         resend_epoch: Mutex::new(HashMap::new()),
         last_resend: Mutex::new(HashMap::new()),
+        offers: Mutex::new(OfferWatch::default()),
     });
     if opts.once {
         drain(&shared).await?;
@@ -125,7 +128,7 @@ pub async fn run(
                 ));
             }
         }
-        if let Err(e) = housekeeping(&shared.inst).await {
+        if let Err(e) = housekeeping(&shared.inst, &shared.offers).await {
             tracing::warn!("housekeeping (respond-by deadlines, invoices) failed: {e:#}");
         }
         tokio::select! {
@@ -139,39 +142,85 @@ pub async fn run(
     Ok(s)
 }
 
+/// The tickets that may hold an unanswered offer with a deadline or a completed link whose
+/// invoice is not issued yet, kept from the log so that the twice-a-second housekeeping does
+/// not parse every ticket's document: a ticket is a candidate from its first outsourcing
+/// event on, and stops being one once its view shows neither; only another outsourcing
+/// event makes it one again. The first pass (cursor 0) walks the whole log, so a daemon
+/// started after a crash finds every invoice still to issue.
+#[derive(Default)]
+pub struct OfferWatch {
+    /// Log position up to which outsourcing events have been looked for.
+    cursor: u64,
+    candidates: std::collections::BTreeSet<ticketsync_domain::TicketId>,
+}
+
 /// Lead: expires links whose respond-by deadline passed unanswered. Partner: issues the
 /// invoice of every completed link that has none yet (after a crash between the
 /// completion and its invoice, or a completion that arrived while issuing failed).
-async fn housekeeping(inst: &Instance) -> Result<()> {
-    use ticketsync_domain::{Actor, Command, OutsourceCommand, TicketId};
-    inst.refresh().await?;
+async fn housekeeping(inst: &Instance, watch: &Mutex<OfferWatch>) -> Result<()> {
+    use ticketsync_domain::{Actor, Command, Event, OutsourceCommand, TicketId};
+    use ticketsync_projections::{catch_up, TicketProjection};
+    // Up to where the projection is: a candidate's view then shows every event that made it one.
+    let upto = catch_up(inst.store.as_ref(), &TicketProjection).await?;
+    let candidates: Vec<TicketId> = {
+        let mut w = watch.lock().await;
+        if upto > w.cursor {
+            let found = inst
+                .store
+                .streams_with_types(w.cursor, upto, &Event::OUTSOURCE_TYPE_NAMES)
+                .await?;
+            w.candidates.extend(found.into_iter().map(TicketId));
+            w.cursor = upto;
+        }
+        w.candidates.iter().copied().collect()
+    };
+    // One view at a time (a whole projection's views at once would set the daemon's peak
+    // memory): issue pending invoices, keep the overdue offers, drop candidates with
+    // nothing left to do.
     let now = now_ms();
+    let mut due: Vec<(u64, TicketId)> = Vec::new();
+    for id in candidates {
+        let Some(t) = TicketProjection::get(inst.store.as_ref(), id.0).await? else {
+            watch.lock().await.candidates.remove(&id);
+            continue;
+        };
+        if t.invoices.iter().any(|i| i.stated.is_none()) {
+            // Stays a candidate until the statement is in the log (a failure is retried).
+            if let Err(e) = inst.issue_pending_invoices(id).await {
+                tracing::warn!(ticket = %id, "issuing the invoice failed: {e:#}");
+            }
+            continue;
+        }
+        let Some(o) = t.outsource.as_ref().filter(|o| {
+            o.role == "lead"
+                && o.status == "Assigned"
+                && o.terms.as_ref().is_some_and(|x| x.respond_by_ms.is_some())
+        }) else {
+            watch.lock().await.candidates.remove(&id);
+            continue;
+        };
+        if o.terms
+            .as_ref()
+            .and_then(|x| x.respond_by_ms)
+            .is_some_and(|rb| rb < now)
+        {
+            due.push((t.number, id));
+        }
+    }
+    // In ticket number order, as a walk over the whole projection would go.
+    due.sort();
     let system = Actor {
         instance: inst.name().clone(),
         user: ticketsync_domain::sync::SYSTEM_USER.into(),
     };
-    for t in ticketsync_projections::TicketProjection::list(inst.store.as_ref()).await? {
-        let Some(o) = &t.outsource else { continue };
-        let due = o
-            .terms
-            .as_ref()
-            .and_then(|x| x.respond_by_ms)
-            .is_some_and(|rb| rb < now);
-        if t.invoices.iter().any(|i| i.stated.is_none()) {
-            let id: TicketId = t.id.parse()?;
-            if let Err(e) = inst.issue_pending_invoices(id).await {
-                tracing::warn!(ticket = %t.id, "issuing the invoice failed: {e:#}");
-            }
-        }
-        if o.role == "lead" && o.status == "Assigned" && due {
-            let id: TicketId = t.id.parse()?;
-            match inst
-                .execute_as(&system, id, Command::Outsource(OutsourceCommand::Expire))
-                .await
-            {
-                Ok(_) => tracing::info!(ticket = %t.id, "offer expired"),
-                Err(e) => tracing::warn!(ticket = %t.id, "expiring failed: {e:#}"),
-            }
+    for (_, id) in due {
+        match inst
+            .execute_as(&system, id, Command::Outsource(OutsourceCommand::Expire))
+            .await
+        {
+            Ok(_) => tracing::info!(ticket = %id, "offer expired"),
+            Err(e) => tracing::warn!(ticket = %id, "expiring failed: {e:#}"),
         }
     }
     Ok(())
@@ -510,7 +559,7 @@ async fn control_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
 async fn drain(shared: &Shared) -> Result<()> {
     let me = shared.inst.name().to_string();
     // First, so an expiry or invoice recorded now is published in this same drain.
-    housekeeping(&shared.inst).await?;
+    housekeeping(&shared.inst, &shared.offers).await?;
     for p in shared.inst.store.list_partners().await? {
         ensure_stream(&shared.js, &me, &p.name).await?;
         let acked = shared.inst.store.outbox_acked(&p.name).await?;
