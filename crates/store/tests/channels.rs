@@ -261,10 +261,72 @@ async fn given_acked_seq_when_set_lower_then_it_never_moves_back(kind: Kind) {
     assert_eq!(s.outbox_acked("bolt").await.expect("get"), 5);
 }
 
+fn one_note(version: u64, n: u128) -> Vec<StreamAppend> {
+    vec![StreamAppend {
+        stream_id: Ulid(7),
+        expected_version: version,
+        entries: vec![note(n, "run")],
+    }]
+}
+
+async fn given_a_run_of_inbound_entries_when_applied_together_then_each_applies_in_order_and_a_broken_link_stops_the_run(
+    kind: Kind,
+) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
+    let e1 = next(&genesis(), b"one");
+    let e2 = next(&e1, b"two");
+    let e3 = next(&e2, b"three");
+    let r = s
+        .apply_inbound_many(
+            "acme",
+            "bolt",
+            5,
+            vec![
+                (e1.clone(), one_note(0, 11)),
+                (e2.clone(), one_note(1, 12)),
+                (e3.clone(), one_note(2, 13)),
+            ],
+        )
+        .await
+        .expect("apply run");
+    assert_eq!(r, vec![Inbound::Applied { appended: 1 }; 3]);
+    assert_eq!(s.count_entries().await.expect("count"), 3);
+    let head = s.inbound_head("acme").await.expect("head");
+    assert_eq!((head.seq, head.hash), (e3.seq, e3.hash));
+
+    // Again: the first is a duplicate and the run stops there, writing nothing.
+    let r = s
+        .apply_inbound_many("acme", "bolt", 5, vec![(e1.clone(), one_note(3, 14))])
+        .await
+        .expect("apply duplicate");
+    assert_eq!(r, vec![Inbound::Duplicate]);
+    // A run whose second entry does not continue the chain: the first applies, the run stops.
+    let e4 = next(&e3, b"four");
+    let mut forged = next(&e4, b"five");
+    forged.prev_hash = [0x42; 32];
+    let r = s
+        .apply_inbound_many(
+            "acme",
+            "bolt",
+            5,
+            vec![(e4.clone(), one_note(3, 15)), (forged, one_note(4, 16))],
+        )
+        .await
+        .expect("apply with a forgery");
+    assert_eq!(
+        r,
+        vec![Inbound::Applied { appended: 1 }, Inbound::BrokenChain]
+    );
+    assert_eq!(s.count_entries().await.expect("count"), 4);
+    assert_eq!(s.inbound_head("acme").await.expect("head").seq, 4);
+}
+
 contract_tests!(
     given_routed_append_when_read_then_outbox_chain_continues_and_verifies,
     given_stale_version_when_routed_append_then_neither_events_nor_outbox_written,
     given_outbox_row_changed_behind_the_triggers_when_verify_channels_then_seq_named,
     given_inbound_entries_when_applied_in_order_then_duplicates_gaps_and_forgeries_write_nothing,
     given_acked_seq_when_set_lower_then_it_never_moves_back,
+    given_a_run_of_inbound_entries_when_applied_together_then_each_applies_in_order_and_a_broken_link_stops_the_run,
 );

@@ -1337,7 +1337,85 @@ async fn postgres_an_unreachable_server_is_unavailable_naming_it_without_the_pas
     }
 }
 
+async fn read_stream_after_returns_exactly_the_tail_past_a_version(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
+    let (a, b) = (stream(0xA), stream(0xB));
+    let mut ea = vec![created("a")];
+    ea.extend(notes(4, "a"));
+    s.append(T0, vec![part(a, 0, &ea), part(b, 0, &[created("b")])])
+        .await
+        .expect("append");
+    s.append(T0 + 1, vec![part(a, 5, &notes(2, "a later"))])
+        .await
+        .expect("append");
+    let whole = s.read_stream(a, None).await.expect("read_stream");
+    assert_eq!(whole.len(), 7);
+    for after in 0..=8u64 {
+        let tail = s
+            .read_stream_after(a, after)
+            .await
+            .expect("read_stream_after");
+        let want: Vec<&LogEntry> = whole.iter().filter(|e| e.version > after).collect();
+        assert_eq!(
+            tail.iter().collect::<Vec<_>>(),
+            want,
+            "after version {after}"
+        );
+    }
+    assert!(s
+        .read_stream_after(stream(0xC), 0)
+        .await
+        .expect("unknown stream")
+        .is_empty());
+}
+
+async fn streams_with_types_finds_the_streams_with_those_types_in_the_range(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
+    let (a, b, c) = (stream(0xA), stream(0xB), stream(0xC));
+    // positions: 1 a created, 2 b created, 3 a note, 4 c created, 5 b note
+    s.append(
+        T0,
+        vec![part(a, 0, &[created("a")]), part(b, 0, &[created("b")])],
+    )
+    .await
+    .expect("append");
+    s.append(T0, vec![part(a, 1, &[note("n")])])
+        .await
+        .expect("append");
+    s.append(T0, vec![part(c, 0, &[created("c")])])
+        .await
+        .expect("append");
+    s.append(T0, vec![part(b, 1, &[note("n")])])
+        .await
+        .expect("append");
+    let sorted = |mut v: Vec<Ulid>| {
+        v.sort();
+        v
+    };
+    let q = |after, to, types: &'static [&'static str]| async move {
+        sorted(s.streams_with_types(after, to, types).await.expect("query"))
+    };
+    assert_eq!(q(0, 5, &["note_added"]).await, sorted(vec![a, b]));
+    assert_eq!(
+        q(3, 5, &["note_added"]).await,
+        vec![b],
+        "after is exclusive"
+    );
+    assert_eq!(q(0, 3, &["note_added"]).await, vec![a], "to is inclusive");
+    assert_eq!(q(0, 5, &["ticket_created"]).await, sorted(vec![a, b, c]));
+    assert_eq!(
+        q(1, 4, &["ticket_created", "note_added"]).await,
+        sorted(vec![a, b, c])
+    );
+    assert!(q(0, 5, &["status_changed"]).await.is_empty());
+    assert!(q(5, 5, &["note_added"]).await.is_empty());
+}
+
 contract_tests!(
+    read_stream_after_returns_exactly_the_tail_past_a_version,
+    streams_with_types_finds_the_streams_with_those_types_in_the_range,
     an_empty_log_has_the_genesis_head_and_verifies,
     appended_entries_read_back_in_order_with_a_contiguous_chain,
     an_empty_batch_appends_nothing,
