@@ -440,6 +440,42 @@ impl Store for PgStore {
         rows.iter().map(entry_from_row).collect()
     }
 
+    async fn read_stream_after(
+        &self,
+        stream_id: Ulid,
+        after_version: u64,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version"
+        ))
+        .bind(stream_id.to_string())
+        .bind(to_i64(after_version)?)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn streams_with_types(
+        &self,
+        after: u64,
+        to: u64,
+        types: &[&str],
+    ) -> Result<Vec<Ulid>, StoreError> {
+        let types: Vec<String> = types.iter().map(|t| t.to_string()).collect();
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT stream_id FROM events \
+             WHERE position > $1 AND position <= $2 AND event_type = ANY($3)",
+        )
+        .bind(to_i64(after)?)
+        .bind(to_i64(to)?)
+        .bind(types)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(|(s,)| parse_ulid(s, "stream id")).collect()
+    }
+
     async fn read_log(&self, after: u64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {ENTRY_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
