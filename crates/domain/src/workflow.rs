@@ -364,6 +364,21 @@ pub fn completion_records(after: &Ticket, me: &crate::ids::InstanceId) -> Vec<Ev
     ]
 }
 
+/// Link `link` of `t`, or a refusal of `action` naming the ticket.
+fn link_of<'t>(
+    t: &'t Ticket,
+    link: crate::ids::LinkId,
+    action: &str,
+) -> Result<&'t Link, DomainError> {
+    t.link(link).ok_or_else(|| {
+        refuse(
+            action.to_string(),
+            format!("ticket {} has no link {link}", t.id),
+            vec![],
+        )
+    })
+}
+
 /// Service partner: the invoice of a completed link, numbered `number`. Issuing the same
 /// number again is a no-op (the caller retries after a crash); another number is refused,
 /// as is an invoice from the lead or for a link that did not complete after acceptance.
@@ -374,13 +389,7 @@ pub fn issue_invoice(
     number: u64,
 ) -> Result<Vec<Event>, DomainError> {
     let action = format!("issue invoice {number}");
-    let l = t.link(link).ok_or_else(|| {
-        refuse(
-            action.clone(),
-            format!("ticket {} has no link {link}", t.id),
-            vec![],
-        )
-    })?;
+    let l = link_of(t, link, &action)?;
     if ctx.actor.instance != l.partner {
         return Err(refuse(
             action,
@@ -440,13 +449,7 @@ pub fn record_transaction_fee(
     currency: crate::terms::Currency,
 ) -> Result<Vec<Event>, DomainError> {
     let action = format!("record a transaction fee of {amount} {currency}");
-    let l = t.link(link).ok_or_else(|| {
-        refuse(
-            action.clone(),
-            format!("ticket {} has no link {link}", t.id),
-            vec![],
-        )
-    })?;
+    let l = link_of(t, link, &action)?;
     if ctx.actor.instance != l.lead {
         return Err(refuse(
             action,
