@@ -353,7 +353,14 @@ impl Instance {
         cmd: Command,
     ) -> Result<Vec<LogEntry>> {
         let written = self.execute_once(actor, id, cmd).await?;
-        if !written.is_empty() {
+        let wrote = |types: &[&str]| {
+            written
+                .iter()
+                .any(|e| types.contains(&e.event_type.as_str()))
+        };
+        // Only a command that completed a link can leave an invoice to issue; reading the
+        // ticket's view after every command would cost each command a document parse.
+        if wrote(&domain::Event::LINK_COMPLETING_TYPE_NAMES) {
             // A command that completed a link this instance works as the partner issues
             // its invoice now. The command itself succeeded either way: a failure here is
             // retried by the daemon's housekeeping, so say so and go on.
@@ -363,12 +370,12 @@ impl Instance {
                     "warning: the invoice was not issued yet (the sync daemon retries): {e:#}"
                 );
             }
-            // A portal company's acceptance: the lead records its transaction fee.
-            if actor.instance != *self.name() {
-                if let Err(e) = self.record_transaction_fees(id).await {
-                    tracing::warn!(ticket = %id, "recording the transaction fee failed: {e:#}");
-                    eprintln!("warning: the transaction fee was not recorded: {e:#}");
-                }
+        }
+        // A portal company's acceptance: the lead records its transaction fee.
+        if actor.instance != *self.name() && wrote(&["outsource_accepted"]) {
+            if let Err(e) = self.record_transaction_fees(id).await {
+                tracing::warn!(ticket = %id, "recording the transaction fee failed: {e:#}");
+                eprintln!("warning: the transaction fee was not recorded: {e:#}");
             }
         }
         Ok(written)

@@ -209,6 +209,14 @@ impl Event {
         "outsource_completed_by_status",
     ];
 
+    /// The outsourcing event types that can complete a link (after which the partner
+    /// issues its invoice).
+    pub const LINK_COMPLETING_TYPE_NAMES: [&'static str; 3] = [
+        "completion_approved",
+        "outsource_force_completed",
+        "outsource_completed_by_status",
+    ];
+
     /// Every billing event type name.
     pub const BILLING_TYPE_NAMES: [&'static str; 2] =
         ["invoice_issued", "transaction_fee_recorded"];

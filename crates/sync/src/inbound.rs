@@ -31,21 +31,24 @@ pub struct Outcome {
     pub rejected_messages: u64,
     /// A gap: the first missing seq, to ask the sender for.
     pub gap: Option<u64>,
-    /// Tickets that applied events changed, each once, in order of first change.
-    pub tickets: Vec<TicketId>,
+    /// Tickets on which an applied event completed a link, each once (the partner then
+    /// issues its invoice).
+    pub completed: Vec<TicketId>,
 }
 
 impl Outcome {
-    fn touched(&mut self, t: TicketId) {
-        if !self.tickets.contains(&t) {
-            self.tickets.push(t);
+    fn completed_by(&mut self, t: TicketId, event_type: &str) {
+        if domain::Event::LINK_COMPLETING_TYPE_NAMES.contains(&event_type)
+            && !self.completed.contains(&t)
+        {
+            self.completed.push(t);
         }
     }
 
-    /// Notes the ticket of an applied entry that carries an event.
-    fn touched_by(&mut self, entry: &ChannelEntry) {
+    /// Notes the ticket of an applied entry whose event completes a link.
+    fn completed_by_entry(&mut self, entry: &ChannelEntry) {
         if let Ok(ChannelBody::Event(re)) = ChannelBody::decode(&entry.body) {
-            self.touched(TicketId(re.ticket_ulid()));
+            self.completed_by(TicketId(re.ticket_ulid()), &re.event_type);
         }
     }
 }
@@ -151,7 +154,7 @@ pub async fn apply_message(inst: &Instance, partner: &Partner, raw: &[u8]) -> Re
                     out.quarantined += 1;
                 } else {
                     out.applied += 1;
-                    out.touched_by(&entry);
+                    out.completed_by_entry(&entry);
                 }
                 false
             }
@@ -230,7 +233,9 @@ impl Run {
                             exact &= *appended == expected[i];
                             out.applied += 1;
                             for b in &items[i].1 {
-                                out.touched(TicketId(b.stream_id));
+                                for e in &b.entries {
+                                    out.completed_by(TicketId(b.stream_id), &e.event_type);
+                                }
                             }
                         }
                         Inbound::Duplicate => {
@@ -281,7 +286,7 @@ impl Run {
                                 out.quarantined += 1
                             } else {
                                 out.applied += 1;
-                                out.touched_by(&entry);
+                                out.completed_by_entry(&entry);
                             }
                         }
                         (Inbound::Duplicate, _) => out.duplicates += 1,

@@ -411,7 +411,7 @@ async fn handle(shared: &Shared, name: &str, msg: &jetstream::Message) -> Result
     if o.applied > 0 || o.quarantined > 0 {
         shared.inst.refresh().await?;
     }
-    for t in &o.tickets {
+    for t in &o.completed {
         // A completion that arrived from the lead: the partner issues its invoice now
         // (housekeeping retries if this fails).
         if let Err(e) = shared.inst.issue_pending_invoices(*t).await {
