@@ -703,14 +703,10 @@ impl Instance {
             let n: u64 = by_number
                 .parse()
                 .map_err(|_| Failure::Usage(format!("bad ticket number {r:?}")))?;
-            let all = TicketProjection::list(self.store.as_ref()).await?;
-            return all
-                .into_iter()
-                .find(|t| t.number == n)
-                .map(|t| Ok((t.id.parse::<TicketId>()?, t)))
-                .unwrap_or_else(
-                    || Err(Failure::NotFound(format!("ticket #{n} not found")).into()),
-                );
+            return match TicketProjection::get_by_number(self.store.as_ref(), n).await? {
+                Some(t) => Ok((t.id.parse::<TicketId>()?, t)),
+                None => Err(Failure::NotFound(format!("ticket #{n} not found")).into()),
+            };
         }
         let id: TicketId = r.parse()?;
         match TicketProjection::get(self.store.as_ref(), id.0).await? {

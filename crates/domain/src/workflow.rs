@@ -287,6 +287,13 @@ pub(crate) fn with_completion_records(
     ctx: Context<'_>,
     mut events: Vec<Event>,
 ) -> Vec<Event> {
+    // Without a link event the links stay as they are, so unless the current link already
+    // waits for its records here, these events cannot need them: skip folding a copy of
+    // the ticket (which costs as much as the ticket is long) on every ordinary command.
+    let links_change = events.iter().any(|e| matches!(e, Event::Outsource { .. }));
+    if !links_change && !awaits_completion_records(t, &ctx.actor.instance) {
+        return events;
+    }
     let mut after = Some(t.clone());
     for e in &events {
         let meta = crate::event::EventMeta {
@@ -300,6 +307,17 @@ pub(crate) fn with_completion_records(
         events.extend(completion_records(&after, &ctx.actor.instance));
     }
     events
+}
+
+/// Whether `me` leads the ticket's current link, it is Complete and the ticket lacks its
+/// completion cost line: the precondition of `completion_records` that events other than
+/// link events cannot change.
+fn awaits_completion_records(t: &Ticket, me: &crate::ids::InstanceId) -> bool {
+    t.current_link().is_some_and(|link| {
+        link.lead == *me
+            && link.status == OutsourceStatus::Complete
+            && !t.items.contains_key(&completion_item_ids(link.id).0)
+    })
 }
 
 /// The cost line and summary note for `me` (when it is the lead of the ticket's current,

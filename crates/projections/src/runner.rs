@@ -32,8 +32,14 @@ pub trait Projection: Send + Sync {
     fn name(&self) -> &str;
     /// The keys of the documents these entries read or write.
     fn keys(&self, entries: &[LogEntry]) -> Vec<String>;
+    /// Key prefixes of further documents these entries read (every document whose key
+    /// starts with one of them is loaded too). None by default.
+    fn prefixes(&self, _entries: &[LogEntry]) -> Vec<String> {
+        Vec::new()
+    }
     /// Applies the entries, in order, to the loaded documents (`docs` holds every key from
-    /// `keys` that exists) and returns the changes to store.
+    /// `keys` that exists and every document under `prefixes`) and returns the changes to
+    /// store.
     fn apply(
         &self,
         docs: HashMap<String, Vec<u8>>,
@@ -68,7 +74,10 @@ async fn catch_up_batched(
             return Ok(from);
         };
         let to = last.position;
-        let docs = store.load_docs(stored_as, &p.keys(&entries)).await?;
+        let mut docs = store.load_docs(stored_as, &p.keys(&entries)).await?;
+        for prefix in p.prefixes(&entries) {
+            docs.extend(store.list_docs_prefix(stored_as, &prefix).await?);
+        }
         let changes = p.apply(docs, &entries)?;
         match store.commit_projection(stored_as, from, to, changes).await {
             Ok(()) => {

@@ -1,7 +1,7 @@
-//! The ticket projection: each ticket's current state, items and history as a JSON
-//! document, plus the instance's human-friendly ticket numbers.
+//! The ticket projection: each ticket's current state, items and history as JSON
+//! documents (a head, one per item, history in chunks), plus the instance's ticket numbers.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -333,15 +333,218 @@ fn summary(ev: &Event) -> String {
     }
 }
 
-/// Applies one log entry to a ticket view. `number` is used when the entry creates the ticket.
-pub fn apply_entry(
-    view: Option<TicketView>,
+/// History lines per stored chunk: a ticket's history is kept in chunks of this many lines,
+/// so an event rewrites one small chunk instead of the whole history.
+pub const HISTORY_CHUNK: u64 = 64;
+
+/// Where each part of a ticket is stored. The head (`{ticket}`) is the view without items
+/// and history; each item is `{ticket}/i/{item}`; history lines are `{ticket}/h/{chunk}`
+/// with the chunk taken from the stream version; `#n/{number}` names the ticket with that
+/// number. Ticket ids are ULIDs (26 characters, no `/` or `#`), so no key of one ticket is
+/// a prefix of another's.
+fn item_key(ticket: &str, item: &str) -> String {
+    format!("{ticket}/i/{item}")
+}
+
+fn items_prefix(ticket: &str) -> String {
+    format!("{ticket}/i/")
+}
+
+fn history_key(ticket: &str, chunk: u64) -> String {
+    format!("{ticket}/h/{chunk:010}")
+}
+
+fn number_key(number: u64) -> String {
+    format!("#n/{number:012}")
+}
+
+fn chunk_of(version: u64) -> u64 {
+    version.saturating_sub(1) / HISTORY_CHUNK
+}
+
+/// What a stored key holds.
+enum DocKind<'a> {
+    Head(&'a str),
+    Item(&'a str),
+    Chunk(&'a str, u64),
+    Other,
+}
+
+fn classify(key: &str) -> DocKind<'_> {
+    if key.starts_with('#') {
+        return DocKind::Other;
+    }
+    match key.split_once('/') {
+        None => DocKind::Head(key),
+        Some((ticket, rest)) => {
+            if rest.starts_with("i/") {
+                DocKind::Item(ticket)
+            } else if let Some(n) = rest.strip_prefix("h/").and_then(|n| n.parse().ok()) {
+                DocKind::Chunk(ticket, n)
+            } else {
+                DocKind::Other
+            }
+        }
+    }
+}
+
+/// An item as stored: its view and the log position that added it, which orders items.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StoredItem {
+    added: u64,
+    item: ItemView,
+}
+
+/// A ticket's stored documents, grouped by what they are, not parsed yet.
+#[derive(Default)]
+struct Raw {
+    head: Option<Vec<u8>>,
+    items: Vec<(String, Vec<u8>)>,
+    chunks: Vec<(u64, Vec<u8>)>,
+}
+
+/// Sorts loaded documents by ticket.
+fn group(docs: impl IntoIterator<Item = (String, Vec<u8>)>) -> HashMap<String, Raw> {
+    let mut out: HashMap<String, Raw> = HashMap::new();
+    for (key, doc) in docs {
+        match classify(&key) {
+            DocKind::Head(t) => out.entry(t.to_string()).or_default().head = Some(doc),
+            DocKind::Item(t) => out.entry(t.to_string()).or_default().items.push((key, doc)),
+            DocKind::Chunk(t, n) => out.entry(t.to_string()).or_default().chunks.push((n, doc)),
+            DocKind::Other => {}
+        }
+    }
+    out
+}
+
+/// One ticket's documents in memory while entries are applied: the head (the view with
+/// empty items and history), the items loaded or added, the history chunks appended to,
+/// and which of them changed.
+#[derive(Clone, Debug)]
+struct Working {
+    head: TicketView,
+    items: HashMap<String, StoredItem>,
+    chunks: BTreeMap<u64, Vec<HistoryView>>,
+    dirty_items: BTreeSet<String>,
+    dirty_chunks: BTreeSet<u64>,
+}
+
+impl Working {
+    fn new(head: TicketView) -> Self {
+        Working {
+            head,
+            items: HashMap::new(),
+            chunks: BTreeMap::new(),
+            dirty_items: BTreeSet::new(),
+            dirty_chunks: BTreeSet::new(),
+        }
+    }
+
+    /// Parses a ticket's documents; `None` when it has no head.
+    fn parse(ticket: &str, raw: Raw) -> Result<Option<Working>, ProjectionError> {
+        let Some(head) = raw.head else {
+            return Ok(None);
+        };
+        let mut w = Working::new(parse_doc(ticket, &head)?);
+        for (key, doc) in raw.items {
+            let s: StoredItem = parse_doc(&key, &doc)?;
+            w.items.insert(s.item.id.clone(), s);
+        }
+        for (n, doc) in raw.chunks {
+            w.chunks.insert(n, parse_doc(&history_key(ticket, n), &doc)?);
+        }
+        Ok(Some(w))
+    }
+
+    /// The whole view: items in the order added, history in log order.
+    fn into_view(self) -> TicketView {
+        let mut v = self.head;
+        let mut items: Vec<StoredItem> = self.items.into_values().collect();
+        items.sort_by_key(|s| s.added);
+        v.items = items.into_iter().map(|s| s.item).collect();
+        v.history = self.chunks.into_values().flatten().collect();
+        v
+    }
+
+    /// The documents that changed.
+    fn changes(self, ticket: &str, out: &mut Vec<DocChange>) -> Result<(), ProjectionError> {
+        out.push(DocChange::Put {
+            key: ticket.to_string(),
+            doc: to_doc(ticket, &self.head)?,
+        });
+        for id in &self.dirty_items {
+            if let Some(s) = self.items.get(id) {
+                let key = item_key(ticket, id);
+                out.push(DocChange::Put {
+                    doc: to_doc(&key, s)?,
+                    key,
+                });
+            }
+        }
+        for n in &self.dirty_chunks {
+            if let Some(lines) = self.chunks.get(n) {
+                let key = history_key(ticket, *n);
+                out.push(DocChange::Put {
+                    doc: to_doc(&key, lines)?,
+                    key,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What an item adds to the ticket's totals (nothing once deleted).
+fn contribution(i: &ItemView) -> Totals {
+    let mut t = Totals::default();
+    if i.deleted {
+        return t;
+    }
+    match &i.body {
+        ItemBodyView::Time {
+            hours,
+            offset_hours,
+            billable,
+            ..
+        } => {
+            t.hours = *hours;
+            if *billable {
+                t.billable_hours = *hours - *offset_hours;
+            }
+        }
+        ItemBodyView::Charge {
+            quantity,
+            unit_cost,
+            unit_price,
+            ..
+        } => {
+            t.charges_cost = *quantity * *unit_cost;
+            t.charges_price = *quantity * *unit_price;
+        }
+        _ => {}
+    }
+    t
+}
+
+/// Moves the totals from an item's old contribution to its new one. Decimals are exact, so
+/// keeping running sums gives the same figures as summing every item again.
+fn adjust(t: &mut Totals, before: &Totals, after: &Totals) {
+    t.hours = (t.hours - before.hours + after.hours).normalize();
+    t.billable_hours = (t.billable_hours - before.billable_hours + after.billable_hours).normalize();
+    t.charges_cost = (t.charges_cost - before.charges_cost + after.charges_cost).normalize();
+    t.charges_price = (t.charges_price - before.charges_price + after.charges_price).normalize();
+}
+
+/// Applies one log entry to a ticket's documents. `number` is used when the entry creates
+/// the ticket. An item event needs its item loaded (if it exists), a link event every item.
+fn apply_to(
+    work: Option<Working>,
     number: u64,
     e: &LogEntry,
     ev: &Event,
-) -> Result<Option<TicketView>, ProjectionError> {
+) -> Result<Option<Working>, ProjectionError> {
     let at = rfc3339_ms(e.occurred_at);
-    let mut v = match (view, ev) {
+    let mut w = match (work, ev) {
         (
             None,
             Event::TicketCreated {
@@ -350,7 +553,7 @@ pub fn apply_entry(
                 customer,
                 status,
             },
-        ) => TicketView {
+        ) => Working::new(TicketView {
             id: e.stream_id.to_string(),
             number,
             title: title.clone(),
@@ -370,10 +573,17 @@ pub fn apply_entry(
             transaction_fees: vec![],
             items: vec![],
             history: vec![],
-        },
+        }),
         (None, _) => return Ok(None),
-        (Some(v), _) => v,
+        (Some(w), _) => w,
     };
+    let Working {
+        head: v,
+        items,
+        chunks,
+        dirty_items,
+        dirty_chunks,
+    } = &mut w;
     let mut links = to_domain(&v.links)?;
     let editor = InstanceId::parse(&e.actor_instance).map_err(|_| ProjectionError::BadDoc {
         key: v.id.clone(),
@@ -401,11 +611,11 @@ pub fn apply_entry(
         | Event::ChargeAdded { item, .. }
         | Event::AttachmentAdded { item, .. } => {
             let id = item.to_string();
-            if let (false, Some(body)) = (v.items.iter().any(|i| i.id == id), event_body(ev)) {
+            if let (false, Some(body)) = (items.contains_key(&id), event_body(ev)) {
                 let kind = kind_key(body.kind()).to_string();
                 let (body, internal) = body_view(&body);
-                v.items.push(ItemView {
-                    id,
+                let i = ItemView {
+                    id: id.clone(),
                     kind,
                     author: actor(e),
                     created_at: at.clone(),
@@ -419,32 +629,49 @@ pub fn apply_entry(
                     foreign_change: false,
                     author_change_seqs: vec![],
                     body,
-                });
+                };
+                adjust(&mut v.totals, &Totals::default(), &contribution(&i));
+                items.insert(
+                    id.clone(),
+                    StoredItem {
+                        added: e.position,
+                        item: i,
+                    },
+                );
+                dirty_items.insert(id);
             }
         }
         Event::NoteEdited { item, .. }
         | Event::TimeEdited { item, .. }
         | Event::ChargeEdited { item, .. } => {
             let id = item.to_string();
-            if let (Some(i), Some(body)) = (
-                v.items.iter_mut().find(|i| i.id == id && !i.deleted),
+            if let (Some(s), Some(body)) = (
+                items.get_mut(&id).filter(|s| !s.item.deleted),
                 event_body(ev),
             ) {
+                let i = &mut s.item;
                 if i.kind == kind_key(body.kind()) {
+                    let before = contribution(i);
                     note_change(i, &editor, e.link_seq);
                     let (b, internal) = body_view(&body);
                     i.body = b;
                     i.internal = internal;
                     i.updated_at = at.clone();
+                    adjust(&mut v.totals, &before, &contribution(i));
+                    dirty_items.insert(id);
                 }
             }
         }
         Event::ItemDeleted { item, .. } => {
             let id = item.to_string();
-            if let Some(i) = v.items.iter_mut().find(|i| i.id == id) {
+            if let Some(s) = items.get_mut(&id) {
+                let i = &mut s.item;
+                let before = contribution(i);
                 note_change(i, &editor, e.link_seq);
                 i.deleted = true;
                 i.updated_at = at.clone();
+                adjust(&mut v.totals, &before, &contribution(i));
+                dirty_items.insert(id);
             }
         }
         Event::TransactionFeeRecorded { link, fee } => {
@@ -493,15 +720,15 @@ pub fn apply_entry(
     }
     // Sharing and divergence can change after the fact (a concurrent transition that wins
     // supersedes what an item was authored under): a link event re-derives every item,
-    // an item event only its item.
+    // an item event only its item. An item is rewritten only when something changed.
     let touched = ev.item().map(|i| i.to_string());
     let all = matches!(ev, Event::Outsource { .. });
-    for i in v
-        .items
+    for (id, s) in items
         .iter_mut()
-        .filter(|i| all || touched.as_deref() == Some(i.id.as_str()))
+        .filter(|(id, _)| all || touched.as_deref() == Some(id.as_str()))
     {
-        i.diverged = diverged(
+        let i = &mut s.item;
+        let diverged_now = diverged(
             &links,
             i.link_seq,
             i.internal && !i.received,
@@ -518,14 +745,20 @@ pub fn apply_entry(
             link_seq: i.link_seq,
             internal: i.internal,
             received: i.received,
-            diverged: i.diverged,
+            diverged: diverged_now,
         };
-        i.sharing = sharing(&links, &facts).name().to_string();
+        let sharing_now = sharing(&links, &facts).name();
+        if i.diverged != diverged_now || i.sharing != sharing_now {
+            i.diverged = diverged_now;
+            i.sharing = sharing_now.to_string();
+            dirty_items.insert(id.clone());
+        }
     }
     v.version = e.version;
     v.position = e.position;
     v.updated_at = at.clone();
-    v.history.push(HistoryView {
+    let chunk = chunk_of(e.version);
+    chunks.entry(chunk).or_default().push(HistoryView {
         position: e.position,
         version: e.version,
         event_id: e.event_id.to_string(),
@@ -534,8 +767,8 @@ pub fn apply_entry(
         event_type: e.event_type.clone(),
         summary: summary(ev),
     });
-    v.totals = totals(&v.items);
-    Ok(Some(v))
+    dirty_chunks.insert(chunk);
+    Ok(Some(w))
 }
 
 fn note_change(i: &mut ItemView, editor: &InstanceId, link_seq: u32) {
@@ -544,40 +777,6 @@ fn note_change(i: &mut ItemView, editor: &InstanceId, link_seq: u32) {
     } else {
         i.foreign_change = true;
     }
-}
-
-fn totals(items: &[ItemView]) -> Totals {
-    let mut t = Totals::default();
-    for i in items.iter().filter(|i| !i.deleted) {
-        match &i.body {
-            ItemBodyView::Time {
-                hours,
-                offset_hours,
-                billable,
-                ..
-            } => {
-                t.hours += *hours;
-                if *billable {
-                    t.billable_hours += *hours - *offset_hours;
-                }
-            }
-            ItemBodyView::Charge {
-                quantity,
-                unit_cost,
-                unit_price,
-                ..
-            } => {
-                t.charges_cost += *quantity * *unit_cost;
-                t.charges_price += *quantity * *unit_price;
-            }
-            _ => {}
-        }
-    }
-    t.hours = t.hours.normalize();
-    t.billable_hours = t.billable_hours.normalize();
-    t.charges_cost = t.charges_cost.normalize();
-    t.charges_price = t.charges_price.normalize();
-    t
 }
 
 fn decode(e: &LogEntry) -> Result<Event, ProjectionError> {
@@ -601,7 +800,9 @@ fn to_doc<T: Serialize>(key: &str, v: &T) -> Result<Vec<u8>, ProjectionError> {
     })
 }
 
-/// Keeps one JSON document per ticket, keyed by the ticket's ULID.
+/// Keeps each ticket as a head document, one document per item and its history in chunks
+/// (see `item_key`), so applying an event reads and writes a bounded amount whatever the
+/// ticket's length; plus the `#numbers` counters and a `#n/{number}` index.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TicketProjection;
 
@@ -611,9 +812,31 @@ impl Projection for TicketProjection {
     }
 
     fn keys(&self, entries: &[LogEntry]) -> Vec<String> {
-        let mut keys: BTreeSet<String> = entries.iter().map(|e| e.stream_id.to_string()).collect();
+        let mut keys: BTreeSet<String> = BTreeSet::new();
         keys.insert(NUMBERS_KEY.to_string());
+        for e in entries {
+            let ticket = e.stream_id.to_string();
+            keys.insert(history_key(&ticket, chunk_of(e.version)));
+            // An undecodable entry is reported by `apply`.
+            if let Some(item) = decode(e).ok().and_then(|ev| ev.item()) {
+                keys.insert(item_key(&ticket, &item.to_string()));
+            }
+            keys.insert(ticket);
+        }
         keys.into_iter().collect()
+    }
+
+    fn prefixes(&self, entries: &[LogEntry]) -> Vec<String> {
+        let mut tickets: BTreeSet<Ulid> = BTreeSet::new();
+        for e in entries {
+            if matches!(decode(e), Ok(Event::Outsource { .. })) {
+                tickets.insert(e.stream_id);
+            }
+        }
+        tickets
+            .into_iter()
+            .map(|t| items_prefix(&t.to_string()))
+            .collect()
     }
 
     fn apply(
@@ -625,29 +848,31 @@ impl Projection for TicketProjection {
             Some(b) => parse_doc(NUMBERS_KEY, b)?,
             None => Numbers::default(),
         };
-        let mut views: HashMap<String, Option<TicketView>> = HashMap::new();
+        let mut raw = group(docs);
+        let mut work: HashMap<String, Option<Working>> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
+        let mut numbered: Vec<(u64, String)> = Vec::new();
         for e in entries {
             let key = e.stream_id.to_string();
-            if !views.contains_key(&key) {
-                let v = match docs.get(&key) {
-                    Some(b) => Some(parse_doc::<TicketView>(&key, b)?),
+            if !work.contains_key(&key) {
+                let w = match raw.remove(&key) {
+                    Some(r) => Working::parse(&key, r)?,
                     None => None,
                 };
-                views.insert(key.clone(), v);
+                work.insert(key.clone(), w);
                 order.push(key.clone());
             }
             let ev = decode(e)?;
-            let slot = views.entry(key).or_default();
+            let slot = work.entry(key.clone()).or_default();
             let creates = slot.is_none() && matches!(ev, Event::TicketCreated { .. });
-            let next = apply_entry(slot.take(), numbers.last + 1, e, &ev)?;
+            let mut next = apply_to(slot.take(), numbers.last + 1, e, &ev)?;
             if creates && next.is_some() {
                 numbers.last += 1;
+                numbered.push((numbers.last, key));
             }
             // The partner issues an invoice, numbered in its own sequence, when a link it
             // works completes.
-            let mut next = next;
-            if let Some(v) = next.as_mut() {
+            if let Some(v) = next.as_mut().map(|w| &mut w.head) {
                 if let Some(o) = &v.outsource {
                     if o.role == "partner"
                         && o.status == "Complete"
@@ -666,14 +891,17 @@ impl Projection for TicketProjection {
             }
             *slot = next;
         }
-        let mut changes = Vec::with_capacity(order.len() + 1);
+        let mut changes = Vec::with_capacity(order.len() * 3 + numbered.len() + 1);
         for key in order {
-            if let Some(Some(v)) = views.get(&key) {
-                changes.push(DocChange::Put {
-                    doc: to_doc(&key, v)?,
-                    key,
-                });
+            if let Some(Some(w)) = work.remove(&key) {
+                w.changes(&key, &mut changes)?;
             }
+        }
+        for (n, ticket) in numbered {
+            changes.push(DocChange::Put {
+                key: number_key(n),
+                doc: ticket.into_bytes(),
+            });
         }
         changes.push(DocChange::Put {
             key: NUMBERS_KEY.to_string(),
@@ -687,16 +915,39 @@ impl TicketProjection {
     /// One ticket's current view.
     pub async fn get(store: &dyn Store, id: Ulid) -> Result<Option<TicketView>, ProjectionError> {
         let key = id.to_string();
+        let docs = store.list_docs_prefix(TICKETS, &key).await?;
+        match group(docs).remove(&key) {
+            Some(raw) => Ok(Working::parse(&key, raw)?.map(Working::into_view)),
+            None => Ok(None),
+        }
+    }
+
+    /// The ticket with this instance's number `number`.
+    pub async fn get_by_number(
+        store: &dyn Store,
+        number: u64,
+    ) -> Result<Option<TicketView>, ProjectionError> {
+        let key = number_key(number);
         let docs = store.load_docs(TICKETS, std::slice::from_ref(&key)).await?;
-        docs.get(&key).map(|b| parse_doc(&key, b)).transpose()
+        let Some(doc) = docs.get(&key) else {
+            return Ok(None);
+        };
+        let id = std::str::from_utf8(doc)
+            .ok()
+            .and_then(|s| s.parse::<Ulid>().ok())
+            .ok_or_else(|| ProjectionError::BadDoc {
+                key: key.clone(),
+                reason: "not a ticket id".into(),
+            })?;
+        Self::get(store, id).await
     }
 
     /// Every ticket, ordered by number.
     pub async fn list(store: &dyn Store) -> Result<Vec<TicketView>, ProjectionError> {
         let mut out = Vec::new();
-        for (k, b) in store.list_docs(TICKETS).await? {
-            if k != NUMBERS_KEY {
-                out.push(parse_doc::<TicketView>(&k, &b)?);
+        for (key, raw) in group(store.list_docs(TICKETS).await?) {
+            if let Some(w) = Working::parse(&key, raw)? {
+                out.push(w.into_view());
             }
         }
         out.sort_by_key(|t| t.number);
@@ -712,9 +963,9 @@ pub async fn ticket_as_of(
     position: u64,
     number: u64,
 ) -> Result<Option<TicketView>, ProjectionError> {
-    let mut view = None;
+    let mut work = None;
     for e in store.read_stream(id, Some(position)).await? {
-        view = apply_entry(view, number, &e, &decode(&e)?)?;
+        work = apply_to(work, number, &e, &decode(&e)?)?;
     }
-    Ok(view)
+    Ok(work.map(Working::into_view))
 }

@@ -28,7 +28,7 @@ pub use sqlite::SqliteStore;
 pub use verify::{verify_channels, verify_log, ChannelReport, VerifyProblem, VerifyReport};
 
 /// The store schema this build writes and understands.
-pub const STORE_SCHEMA: u32 = 2;
+pub const STORE_SCHEMA: u32 = 4;
 /// Most entries returned by one `read_log` call.
 pub const MAX_READ_BATCH: u32 = 10_000;
 
@@ -149,6 +149,14 @@ pub trait Store: Send + Sync {
     /// Every document of a projection, ordered by key.
     async fn list_docs(&self, projection: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
+    /// The documents of a projection whose keys start with `prefix`, ordered by key (by
+    /// bytes on both backends).
+    async fn list_docs_prefix(
+        &self,
+        projection: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
     /// Writes document changes and moves the checkpoint from `from` to `to` in one
     /// transaction. Fails with `CheckpointMoved` when the checkpoint is no longer `from`
     /// (another runner got there first) and then writes nothing.
@@ -253,4 +261,34 @@ pub trait Store: Send + Sync {
 
     /// Every quarantine record, oldest first.
     async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>, StoreError>;
+}
+
+/// The smallest string greater than every string that starts with `prefix` (`None` when
+/// there is none: every string from `prefix` on starts with it), so that a prefix scan is
+/// the key range `[prefix, upper)`.
+pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(c) = chars.pop() {
+        // The next scalar value after `c` (skipping the surrogate gap).
+        let next = (c as u32 + 1..=char::MAX as u32).find_map(char::from_u32);
+        if let Some(n) = next {
+            chars.push(n);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_upper_bound;
+
+    #[test]
+    fn the_upper_bound_of_a_prefix_is_its_last_character_moved_up() {
+        assert_eq!(prefix_upper_bound("ab/").as_deref(), Some("ab0"));
+        assert_eq!(prefix_upper_bound("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
+        assert_eq!(prefix_upper_bound(""), None);
+    }
 }

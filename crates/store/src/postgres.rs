@@ -551,12 +551,32 @@ impl Store for PgStore {
     }
 
     async fn list_docs(&self, projection: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        // COLLATE "C": key order by bytes, as SQLite's default BINARY collation orders them,
-        // so digests over documents in key order agree between the backends.
+        // Keys are `COLLATE "C"` (migration 0003): ordered by bytes, as SQLite's default
+        // BINARY collation orders them, so digests over documents in key order agree
+        // between the backends.
+        sqlx::query_as("SELECT key, doc FROM projection_docs WHERE projection = $1 ORDER BY key")
+        .bind(projection)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
+    }
+
+    async fn list_docs_prefix(
+        &self,
+        projection: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        // Keys are `COLLATE "C"` (migration 0003), so the range compares bytes and the
+        // primary key index answers it.
+        let upper = crate::prefix_upper_bound(prefix);
         sqlx::query_as(
-            "SELECT key, doc FROM projection_docs WHERE projection = $1 ORDER BY key COLLATE \"C\"",
+            "SELECT key, doc FROM projection_docs \
+             WHERE projection = $1 AND key >= $2 AND ($3::text IS NULL OR key < $3) \
+             ORDER BY key",
         )
         .bind(projection)
+        .bind(prefix)
+        .bind(upper)
         .fetch_all(&self.pool)
         .await
         .map_err(db)

@@ -1,10 +1,12 @@
 //! The SQLite backend: one file in WAL mode with `synchronous=FULL`, so an acknowledged
 //! append survives power loss. Writers take the write lock up front (`BEGIN IMMEDIATE`) so
-//! that two processes never both read a version and then both try to write.
+//! that two processes never both read a version and then both try to write; a single
+//! event goes in one statement whose trigger re-checks head and version under the lock.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,7 +14,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, SqlitePool};
-use ticketsync_wire::{channel_hash, LogEntry, GENESIS_HASH};
+use ticketsync_wire::{channel_hash, LogEntry, NewEntry, GENESIS_HASH};
 use ulid::Ulid;
 
 use crate::channel::{
@@ -41,6 +43,10 @@ pub struct SqliteStore {
     /// mode a later FULL commit also makes every earlier frame durable, so a projection can
     /// never be ahead of the log it was computed from.
     projection_pool: SqlitePool,
+    /// The head after this process's latest append, which the next single-event append
+    /// seals against (`append_one`); stale when another process appended since, which the
+    /// database notices.
+    head_seen: Arc<Mutex<Option<Head>>>,
 }
 
 const ENTRY_COLUMNS: &str = "position, event_id, stream_id, version, schema_version, event_type, \
@@ -89,6 +95,7 @@ impl SqliteStore {
         let check = SqliteStore {
             pool: pool.clone(),
             projection_pool: pool.clone(),
+            head_seen: Arc::default(),
         };
         check.check_schema().await?;
         MIGRATOR.run(&pool).await?;
@@ -97,10 +104,14 @@ impl SqliteStore {
             .connect_with(opts.synchronous(SqliteSynchronous::Normal))
             .await
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
-        Ok(SqliteStore {
+        let store = SqliteStore {
             pool,
             projection_pool,
-        })
+            head_seen: Arc::default(),
+        };
+        let head = store.head().await?;
+        *store.head_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(head);
+        Ok(store)
     }
 
     /// Refuses a database written by a newer ticketsync before touching it.
@@ -130,6 +141,48 @@ impl SqliteStore {
             });
         }
         Ok(())
+    }
+
+    /// Appends one event in a single autocommitted statement (one round trip to SQLite's
+    /// worker instead of seven for a transaction), sealed against the head this process
+    /// saw last. The `events_append_one` trigger checks under the write lock that the head
+    /// and the stream's version are still those; if anything is stale (another process
+    /// appended, the expected version is wrong) or fails, the statement writes nothing and
+    /// `None` sends the caller to the full transaction, which decides what is true.
+    async fn append_one(
+        &self,
+        recorded_at: i64,
+        part: &StreamAppend,
+        entry: &NewEntry,
+    ) -> Option<LogEntry> {
+        let head = (*self.head_seen.lock().ok()?)?;
+        let e = LogEntry::seal(
+            entry.clone(),
+            head.position + 1,
+            part.expected_version + 1,
+            recorded_at,
+            head.hash,
+        );
+        let sql = format!(
+            "INSERT INTO events_append_one ({ENTRY_COLUMNS}) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        );
+        bind_entry(sqlx::query(&sql), &e)
+            .ok()?
+            .execute(&self.pool)
+            .await
+            .ok()?;
+        self.remember_head(&e);
+        Some(e)
+    }
+
+    fn remember_head(&self, last: &LogEntry) {
+        if let Ok(mut h) = self.head_seen.lock() {
+            *h = Some(Head {
+                position: last.position,
+                hash: last.hash,
+            });
+        }
     }
 
     /// The underlying pool, for tests and operator tooling that need raw SQL.
@@ -299,24 +352,30 @@ async fn insert_entries(tx: &mut Tx, chunk: &[LogEntry]) -> Result<(), StoreErro
     }
     let mut q = sqlx::query(&sql).persistent(chunk.len() == 1 || chunk.len() == INSERT_CHUNK);
     for e in chunk {
-        q = q
-            .bind(to_i64(e.position)?)
-            .bind(e.event_id.to_string())
-            .bind(e.stream_id.to_string())
-            .bind(to_i64(e.version)?)
-            .bind(i64::from(e.schema_version))
-            .bind(e.event_type.as_str())
-            .bind(e.occurred_at)
-            .bind(e.recorded_at)
-            .bind(e.actor_instance.as_str())
-            .bind(e.actor_user.as_str())
-            .bind(i64::from(e.link_seq))
-            .bind(e.payload.as_slice())
-            .bind(&e.prev_hash[..])
-            .bind(&e.hash[..]);
+        q = bind_entry(q, e)?;
     }
     q.execute(&mut **tx).await?;
     Ok(())
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Binds an entry's columns in `ENTRY_COLUMNS` order.
+fn bind_entry<'q>(q: Query<'q>, e: &'q LogEntry) -> Result<Query<'q>, StoreError> {
+    Ok(q.bind(to_i64(e.position)?)
+        .bind(e.event_id.to_string())
+        .bind(e.stream_id.to_string())
+        .bind(to_i64(e.version)?)
+        .bind(i64::from(e.schema_version))
+        .bind(e.event_type.as_str())
+        .bind(e.occurred_at)
+        .bind(e.recorded_at)
+        .bind(e.actor_instance.as_str())
+        .bind(e.actor_user.as_str())
+        .bind(i64::from(e.link_seq))
+        .bind(e.payload.as_slice())
+        .bind(&e.prev_hash[..])
+        .bind(&e.hash[..]))
 }
 
 /// Projection documents written (or keys looked up) by one statement.
@@ -382,10 +441,22 @@ impl Store for SqliteStore {
         batch: Vec<StreamAppend>,
         outgoing: Vec<Outgoing>,
     ) -> Result<Vec<LogEntry>, StoreError> {
+        if outgoing.is_empty() {
+            if let [part] = batch.as_slice() {
+                if let [entry] = part.entries.as_slice() {
+                    if let Some(e) = self.append_one(recorded_at, part, entry).await {
+                        return Ok(vec![e]);
+                    }
+                }
+            }
+        }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let out = append_in_tx(&mut tx, recorded_at, batch, false).await?;
         outgoing_in_tx(&mut tx, outgoing).await?;
         tx.commit().await?;
+        if let Some(last) = out.last() {
+            self.remember_head(last);
+        }
         Ok(out)
     }
 
@@ -541,6 +612,38 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?,
         )
+    }
+
+    async fn list_docs_prefix(
+        &self,
+        projection: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        // A key range rather than LIKE, so the primary key index answers it (keys compare
+        // by bytes under SQLite's default BINARY collation).
+        Ok(match crate::prefix_upper_bound(prefix) {
+            Some(upper) => {
+                sqlx::query_as(
+                    "SELECT key, doc FROM projection_docs \
+                     WHERE projection = ? AND key >= ? AND key < ? ORDER BY key",
+                )
+                .bind(projection)
+                .bind(prefix)
+                .bind(upper)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as(
+                    "SELECT key, doc FROM projection_docs \
+                     WHERE projection = ? AND key >= ? ORDER BY key",
+                )
+                .bind(projection)
+                .bind(prefix)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        })
     }
 
     async fn commit_projection(

@@ -371,6 +371,51 @@ async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(kind: Kind) {
     assert_verifies(s, 2).await;
 }
 
+/// Single-event appends from two handles on one database (as from two processes), each
+/// sealing against the head it saw last: every append lands at the next position on the
+/// chain, a stale expected version is still a conflict that writes nothing, and the log
+/// verifies.
+async fn single_appends_from_two_handles_interleave_on_one_chain(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let first = db.store.clone();
+    let second = db.open_again().await.expect("second handle");
+    let a = stream(1);
+    first
+        .append(T0, vec![part(a, 0, &[created("x")])])
+        .await
+        .unwrap();
+    let mut version = 1;
+    for round in 0..6u64 {
+        // Alternate which handle writes, so each one's last-seen head is stale in turn.
+        let (writer, other) = if round % 2 == 0 {
+            (&second, &first)
+        } else {
+            (&first, &second)
+        };
+        let written = writer
+            .append(T0 + 1, vec![part(a, version, &[note("n")])])
+            .await
+            .unwrap();
+        version += 1;
+        assert_eq!(written.len(), 1);
+        assert_eq!((written[0].position, written[0].version), (version, version));
+        assert_eq!(other.head().await.unwrap().hash, written[0].hash);
+        // The other handle, one version behind, is refused and writes nothing.
+        match other
+            .append(T0 + 2, vec![part(a, version - 1, &[note("late")])])
+            .await
+        {
+            Err(StoreError::Conflict {
+                expected, actual, ..
+            }) => assert_eq!((expected, actual), (version - 1, version)),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(first.count_entries().await.unwrap(), version);
+    assert_eq!(second.stream_version(a).await.unwrap(), version);
+    assert_verifies(&*first, version).await;
+}
+
 async fn a_batch_whose_second_stream_is_stale_writes_nothing_at_all(kind: Kind) {
     let db = Db::fresh(kind).await;
     let s = &*db.store;
@@ -955,6 +1000,64 @@ fn docs(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+async fn list_docs_prefix_returns_exactly_the_keys_under_the_prefix_in_byte_order(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
+    // Neighbours on both sides of the range, a key equal to the prefix, keys whose next
+    // character sorts before and after '/', and another projection's key under the prefix.
+    let t = "01HZZZZZZZZZZZZZZZZZZZZZZZ";
+    let keys = [
+        "#numbers".to_string(),
+        "01HZZZZZZZZZZZZZZZZZZZZZZY".to_string(),
+        t.to_string(),
+        format!("{t}/h/0000000000"),
+        format!("{t}/i/01J0000000000000000000000A"),
+        format!("{t}/i/01J0000000000000000000000B"),
+        format!("{t}0"),
+        format!("{t}/j"),
+        format!("{t}/i"),
+    ];
+    let changes = keys.iter().map(|k| put(k, k)).collect();
+    s.commit_projection("tickets", 0, 1, changes).await.unwrap();
+    s.commit_projection("other", 0, 1, vec![put(&format!("{t}/i/x"), "other")])
+        .await
+        .unwrap();
+
+    let under = |p: String| async move {
+        s.list_docs_prefix("tickets", &p)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| {
+                assert_eq!(k.as_bytes(), &v[..], "each document holds its key");
+                k
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        under(format!("{t}/i/")).await,
+        vec![
+            format!("{t}/i/01J0000000000000000000000A"),
+            format!("{t}/i/01J0000000000000000000000B"),
+        ]
+    );
+    assert_eq!(
+        under(t.to_string()).await,
+        vec![
+            t.to_string(),
+            format!("{t}/h/0000000000"),
+            format!("{t}/i"),
+            format!("{t}/i/01J0000000000000000000000A"),
+            format!("{t}/i/01J0000000000000000000000B"),
+            format!("{t}/j"),
+            format!("{t}0"),
+        ]
+    );
+    assert!(under("zzz".into()).await.is_empty());
+    assert_eq!(under("#".into()).await, vec!["#numbers".to_string()]);
+    assert_eq!(under(String::new()).await.len(), keys.len(), "the empty prefix is everything");
+}
+
 async fn a_projection_commit_from_a_stale_checkpoint_writes_nothing(kind: Kind) {
     let db = Db::fresh(kind).await;
     let s = &*db.store;
@@ -1225,7 +1328,7 @@ async fn postgres_a_newer_store_schema_is_refused_and_left_as_it_was() {
         "DO $$ BEGIN \
            IF (SELECT value FROM meta WHERE key = 'store_schema') <> '99' \
              THEN RAISE EXCEPTION 'store_schema changed'; END IF; \
-           IF (SELECT count(*) FROM _sqlx_migrations) <> 2 \
+           IF (SELECT count(*) FROM _sqlx_migrations) <> 4 \
              THEN RAISE EXCEPTION 'migrations changed'; END IF; \
            IF (SELECT count(*) FROM events) <> 6 \
              THEN RAISE EXCEPTION 'events changed'; END IF; \
@@ -1420,6 +1523,7 @@ contract_tests!(
     appended_entries_read_back_in_order_with_a_contiguous_chain,
     an_empty_batch_appends_nothing,
     a_stale_expected_version_is_a_conflict_and_writes_nothing,
+    single_appends_from_two_handles_interleave_on_one_chain,
     a_batch_whose_second_stream_is_stale_writes_nothing_at_all,
     one_stream_twice_in_a_batch_counts_its_own_earlier_part,
     a_duplicate_event_id_fails_the_whole_batch,
@@ -1441,6 +1545,7 @@ contract_tests!(
     a_store_schema_that_is_not_a_number_is_corrupt,
     create_on_an_existing_store_keeps_its_log,
     a_projection_commit_from_a_stale_checkpoint_writes_nothing,
+    list_docs_prefix_returns_exactly_the_keys_under_the_prefix_in_byte_order,
     replace_projection_swaps_in_the_shadow_and_drops_it,
     reset_projection_drops_only_that_projection,
     two_projection_commits_racing_from_one_checkpoint_let_exactly_one_through,
