@@ -128,7 +128,7 @@ async fn invoice_for(
 async fn all_invoices(inst: &Instance) -> Result<Vec<Invoice>> {
     inst.refresh().await?;
     let mut out = vec![];
-    for t in TicketProjection::list(inst.store.as_ref()).await? {
+    for t in TicketProjection::list_heads(inst.store.as_ref()).await? {
         for l in t.links.clone() {
             let completed = l.transitions.iter().any(|x| {
                 x.effective
@@ -211,7 +211,7 @@ async fn find_invoice(inst: &Instance, id: &str, as_of: Option<u64>) -> Result<I
             .map_err(|_| Failure::Usage(format!("bad invoice number {id:?}")))?;
         // The number's prefix names the issuer: numbers of different partners overlap.
         let issuer = id[..id.len() - digits.len() - 1].to_lowercase();
-        for t in TicketProjection::list(inst.store.as_ref()).await? {
+        for t in TicketProjection::list_heads(inst.store.as_ref()).await? {
             let found = t.invoices.iter().find(|r| {
                 r.number == n
                     && t.links
@@ -311,7 +311,7 @@ pub async fn check_invoices(inst: &Instance) -> Result<(usize, Vec<InvoiceMismat
     inst.refresh().await?;
     let mut checked = 0;
     let mut bad = vec![];
-    for t in TicketProjection::list(inst.store.as_ref()).await? {
+    for t in TicketProjection::list_heads(inst.store.as_ref()).await? {
         for r in t.invoices.iter().filter(|r| r.stated.is_some()) {
             checked += 1;
             let number = t.links.iter().find(|l| l.id == r.link_id).map_or_else(

@@ -140,7 +140,7 @@ async fn ticket(inst: &Instance, c: TicketCmd) -> Result<u8> {
                 ),
             };
             let needle = search.map(|s| s.to_lowercase());
-            let list: Vec<TicketView> = TicketProjection::list(inst.store.as_ref())
+            let list: Vec<TicketView> = TicketProjection::list_heads(inst.store.as_ref())
                 .await?
                 .into_iter()
                 .filter(|t| wanted_status.as_ref().is_none_or(|s| &t.status == s))

@@ -13,6 +13,8 @@ pub const RUN_BATCH: u32 = 2_000;
 /// Log entries applied per transaction while rebuilding into a shadow: larger, so a
 /// ticket's document is read, parsed and written fewer times over a full pass.
 pub const REBUILD_BATCH: u32 = 10_000;
+/// Documents read per page while digesting a projection.
+pub const DIGEST_PAGE: u32 = 2_000;
 /// How many times a runner re-reads after another runner moved the checkpoint first.
 pub const MAX_CHECKPOINT_RACES: u32 = 16;
 
@@ -103,11 +105,22 @@ pub async fn catch_up(store: &dyn Store, p: &dyn Projection) -> Result<u64, Proj
 /// the same digest hold the same bytes.
 pub async fn digest(store: &dyn Store, stored_as: &str) -> Result<[u8; 32], ProjectionError> {
     let mut h = Sha256::new();
-    for (k, doc) in store.list_docs(stored_as).await? {
-        h.update((k.len() as u64).to_le_bytes());
-        h.update(k.as_bytes());
-        h.update((doc.len() as u64).to_le_bytes());
-        h.update(&doc);
+    let mut after: Option<String> = None;
+    loop {
+        // Page by page: a projection can be far larger than what should be held at once.
+        let page = store
+            .list_docs_page(stored_as, after.as_deref(), DIGEST_PAGE)
+            .await?;
+        for (k, doc) in &page {
+            h.update((k.len() as u64).to_le_bytes());
+            h.update(k.as_bytes());
+            h.update((doc.len() as u64).to_le_bytes());
+            h.update(doc);
+        }
+        match page.into_iter().last() {
+            Some((k, _)) => after = Some(k),
+            None => break,
+        }
     }
     Ok(h.finalize().into())
 }

@@ -337,22 +337,33 @@ fn summary(ev: &Event) -> String {
 /// so an event rewrites one small chunk instead of the whole history.
 pub const HISTORY_CHUNK: u64 = 64;
 
-/// Where each part of a ticket is stored. The head (`{ticket}`) is the view without items
-/// and history; each item is `{ticket}/i/{item}`; history lines are `{ticket}/h/{chunk}`
-/// with the chunk taken from the stream version; `#n/{number}` names the ticket with that
-/// number. Ticket ids are ULIDs (26 characters, no `/` or `#`), so no key of one ticket is
-/// a prefix of another's.
+/// Where each part of a ticket is stored: the head (the view without items and history)
+/// under `t/{ticket}`, each item under `i/{ticket}/{item}`, history lines in chunks under
+/// `h/{ticket}/{chunk}` (the chunk taken from the stream version), and `#n/{number}` naming
+/// the ticket with that number. Each kind has its own prefix, so the heads alone (a ticket
+/// list) or one ticket's items are one key-range scan; ticket ids are ULIDs, so no ticket's
+/// prefix is a prefix of another's.
+fn head_key(ticket: &str) -> String {
+    format!("t/{ticket}")
+}
+
 fn item_key(ticket: &str, item: &str) -> String {
-    format!("{ticket}/i/{item}")
+    format!("i/{ticket}/{item}")
 }
 
 fn items_prefix(ticket: &str) -> String {
-    format!("{ticket}/i/")
+    format!("i/{ticket}/")
 }
 
 fn history_key(ticket: &str, chunk: u64) -> String {
-    format!("{ticket}/h/{chunk:010}")
+    format!("h/{ticket}/{chunk:010}")
 }
+
+fn history_prefix(ticket: &str) -> String {
+    format!("h/{ticket}/")
+}
+
+const HEADS_PREFIX: &str = "t/";
 
 fn number_key(number: u64) -> String {
     format!("#n/{number:012}")
@@ -371,20 +382,15 @@ enum DocKind<'a> {
 }
 
 fn classify(key: &str) -> DocKind<'_> {
-    if key.starts_with('#') {
-        return DocKind::Other;
+    if let Some(t) = key.strip_prefix(HEADS_PREFIX) {
+        return DocKind::Head(t);
     }
-    match key.split_once('/') {
-        None => DocKind::Head(key),
-        Some((ticket, rest)) => {
-            if rest.starts_with("i/") {
-                DocKind::Item(ticket)
-            } else if let Some(n) = rest.strip_prefix("h/").and_then(|n| n.parse().ok()) {
-                DocKind::Chunk(ticket, n)
-            } else {
-                DocKind::Other
-            }
-        }
+    if let Some((t, _)) = key.strip_prefix("i/").and_then(|r| r.split_once('/')) {
+        return DocKind::Item(t);
+    }
+    match key.strip_prefix("h/").and_then(|r| r.split_once('/')) {
+        Some((t, n)) => n.parse().map_or(DocKind::Other, |n| DocKind::Chunk(t, n)),
+        None => DocKind::Other,
     }
 }
 
@@ -445,13 +451,14 @@ impl Working {
         let Some(head) = raw.head else {
             return Ok(None);
         };
-        let mut w = Working::new(parse_doc(ticket, &head)?);
+        let mut w = Working::new(parse_doc(&head_key(ticket), &head)?);
         for (key, doc) in raw.items {
             let s: StoredItem = parse_doc(&key, &doc)?;
             w.items.insert(s.item.id.clone(), s);
         }
         for (n, doc) in raw.chunks {
-            w.chunks.insert(n, parse_doc(&history_key(ticket, n), &doc)?);
+            w.chunks
+                .insert(n, parse_doc(&history_key(ticket, n), &doc)?);
         }
         Ok(Some(w))
     }
@@ -468,9 +475,10 @@ impl Working {
 
     /// The documents that changed.
     fn changes(self, ticket: &str, out: &mut Vec<DocChange>) -> Result<(), ProjectionError> {
+        let key = head_key(ticket);
         out.push(DocChange::Put {
-            key: ticket.to_string(),
-            doc: to_doc(ticket, &self.head)?,
+            doc: to_doc(&key, &self.head)?,
+            key,
         });
         for id in &self.dirty_items {
             if let Some(s) = self.items.get(id) {
@@ -530,7 +538,8 @@ fn contribution(i: &ItemView) -> Totals {
 /// keeping running sums gives the same figures as summing every item again.
 fn adjust(t: &mut Totals, before: &Totals, after: &Totals) {
     t.hours = (t.hours - before.hours + after.hours).normalize();
-    t.billable_hours = (t.billable_hours - before.billable_hours + after.billable_hours).normalize();
+    t.billable_hours =
+        (t.billable_hours - before.billable_hours + after.billable_hours).normalize();
     t.charges_cost = (t.charges_cost - before.charges_cost + after.charges_cost).normalize();
     t.charges_price = (t.charges_price - before.charges_price + after.charges_price).normalize();
 }
@@ -801,7 +810,7 @@ fn to_doc<T: Serialize>(key: &str, v: &T) -> Result<Vec<u8>, ProjectionError> {
 }
 
 /// Keeps each ticket as a head document, one document per item and its history in chunks
-/// (see `item_key`), so applying an event reads and writes a bounded amount whatever the
+/// (see `head_key`), so applying an event reads and writes a bounded amount whatever the
 /// ticket's length; plus the `#numbers` counters and a `#n/{number}` index.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TicketProjection;
@@ -821,7 +830,7 @@ impl Projection for TicketProjection {
             if let Some(item) = decode(e).ok().and_then(|ev| ev.item()) {
                 keys.insert(item_key(&ticket, &item.to_string()));
             }
-            keys.insert(ticket);
+            keys.insert(head_key(&ticket));
         }
         keys.into_iter().collect()
     }
@@ -914,10 +923,28 @@ impl Projection for TicketProjection {
 impl TicketProjection {
     /// One ticket's current view.
     pub async fn get(store: &dyn Store, id: Ulid) -> Result<Option<TicketView>, ProjectionError> {
-        let key = id.to_string();
-        let docs = store.list_docs_prefix(TICKETS, &key).await?;
-        match group(docs).remove(&key) {
-            Some(raw) => Ok(Working::parse(&key, raw)?.map(Working::into_view)),
+        let ticket = id.to_string();
+        let head = head_key(&ticket);
+        let mut docs: Vec<(String, Vec<u8>)> = store
+            .load_docs(TICKETS, std::slice::from_ref(&head))
+            .await?
+            .into_iter()
+            .collect();
+        if docs.is_empty() {
+            return Ok(None);
+        }
+        docs.extend(
+            store
+                .list_docs_prefix(TICKETS, &items_prefix(&ticket))
+                .await?,
+        );
+        docs.extend(
+            store
+                .list_docs_prefix(TICKETS, &history_prefix(&ticket))
+                .await?,
+        );
+        match group(docs).remove(&ticket) {
+            Some(raw) => Ok(Working::parse(&ticket, raw)?.map(Working::into_view)),
             None => Ok(None),
         }
     }
@@ -942,13 +969,24 @@ impl TicketProjection {
         Self::get(store, id).await
     }
 
-    /// Every ticket, ordered by number.
+    /// Every ticket with its items and history, ordered by number. Holds them all at once.
     pub async fn list(store: &dyn Store) -> Result<Vec<TicketView>, ProjectionError> {
         let mut out = Vec::new();
         for (key, raw) in group(store.list_docs(TICKETS).await?) {
             if let Some(w) = Working::parse(&key, raw)? {
                 out.push(w.into_view());
             }
+        }
+        out.sort_by_key(|t| t.number);
+        Ok(out)
+    }
+
+    /// Every ticket without its items and history (`items` and `history` are empty),
+    /// ordered by number: what a ticket list shows, read from the heads alone.
+    pub async fn list_heads(store: &dyn Store) -> Result<Vec<TicketView>, ProjectionError> {
+        let mut out = Vec::new();
+        for (key, doc) in store.list_docs_prefix(TICKETS, HEADS_PREFIX).await? {
+            out.push(parse_doc::<TicketView>(&key, &doc)?);
         }
         out.sort_by_key(|t| t.number);
         Ok(out)

@@ -149,6 +149,16 @@ pub trait Store: Send + Sync {
     /// Every document of a projection, ordered by key.
     async fn list_docs(&self, projection: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
+    /// Up to `limit` documents of a projection with keys after `after` (from the first
+    /// with `None`), ordered by key (by bytes on both backends): a page of a walk over a
+    /// projection too large to hold at once.
+    async fn list_docs_page(
+        &self,
+        projection: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+
     /// The documents of a projection whose keys start with `prefix`, ordered by key (by
     /// bytes on both backends).
     async fn list_docs_prefix(
@@ -286,7 +296,10 @@ mod tests {
     #[test]
     fn the_upper_bound_of_a_prefix_is_its_last_character_moved_up() {
         assert_eq!(prefix_upper_bound("ab/").as_deref(), Some("ab0"));
-        assert_eq!(prefix_upper_bound("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(
+            prefix_upper_bound("a\u{D7FF}").as_deref(),
+            Some("a\u{E000}")
+        );
         assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
         assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
         assert_eq!(prefix_upper_bound(""), None);

@@ -555,7 +555,25 @@ impl Store for PgStore {
         // BINARY collation orders them, so digests over documents in key order agree
         // between the backends.
         sqlx::query_as("SELECT key, doc FROM projection_docs WHERE projection = $1 ORDER BY key")
+            .bind(projection)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn list_docs_page(
+        &self,
+        projection: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        sqlx::query_as(
+            "SELECT key, doc FROM projection_docs \
+             WHERE projection = $1 AND ($2::text IS NULL OR key > $2) ORDER BY key LIMIT $3",
+        )
         .bind(projection)
+        .bind(after)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .map_err(db)

@@ -25,6 +25,10 @@ use crate::{DocChange, Head, Store, StoreError, StreamAppend, MAX_READ_BATCH, ST
 
 /// How long a writer waits for another process's write lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Page cache of the projection connection, in KiB (SQLite's default is 2,000): a batch
+/// writes thousands of documents spread over the tickets it touches, and with the default
+/// the pages they land on are read back from the file again and again.
+pub const PROJECTION_CACHE_KIB: u32 = 16 * 1024;
 /// Connections kept by one process (SQLite serializes writers anyway).
 pub const MAX_CONNECTIONS: u32 = 4;
 /// Rows a query's worker may read ahead of the caller.
@@ -101,7 +105,10 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await?;
         let projection_pool = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(opts.synchronous(SqliteSynchronous::Normal))
+            .connect_with(
+                opts.synchronous(SqliteSynchronous::Normal)
+                    .pragma("cache_size", format!("-{PROJECTION_CACHE_KIB}")),
+            )
             .await
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let store = SqliteStore {
@@ -612,6 +619,23 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?,
         )
+    }
+
+    async fn list_docs_page(
+        &self,
+        projection: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT key, doc FROM projection_docs \
+             WHERE projection = ?1 AND (?2 IS NULL OR key > ?2) ORDER BY key LIMIT ?3",
+        )
+        .bind(projection)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn list_docs_prefix(

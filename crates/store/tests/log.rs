@@ -398,7 +398,10 @@ async fn single_appends_from_two_handles_interleave_on_one_chain(kind: Kind) {
             .unwrap();
         version += 1;
         assert_eq!(written.len(), 1);
-        assert_eq!((written[0].position, written[0].version), (version, version));
+        assert_eq!(
+            (written[0].position, written[0].version),
+            (version, version)
+        );
         assert_eq!(other.head().await.unwrap().hash, written[0].hash);
         // The other handle, one version behind, is refused and writes nothing.
         match other
@@ -1000,7 +1003,7 @@ fn docs(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-async fn list_docs_prefix_returns_exactly_the_keys_under_the_prefix_in_byte_order(kind: Kind) {
+async fn list_docs_prefix_and_pages_return_exactly_their_keys_in_byte_order(kind: Kind) {
     let db = Db::fresh(kind).await;
     let s = &*db.store;
     // Neighbours on both sides of the range, a key equal to the prefix, keys whose next
@@ -1055,7 +1058,32 @@ async fn list_docs_prefix_returns_exactly_the_keys_under_the_prefix_in_byte_orde
     );
     assert!(under("zzz".into()).await.is_empty());
     assert_eq!(under("#".into()).await, vec!["#numbers".to_string()]);
-    assert_eq!(under(String::new()).await.len(), keys.len(), "the empty prefix is everything");
+    assert_eq!(
+        under(String::new()).await.len(),
+        keys.len(),
+        "the empty prefix is everything"
+    );
+
+    // Paging walks every key once, in the same order as list_docs, whatever the page size.
+    let all = s.list_docs("tickets").await.unwrap();
+    assert_eq!(all.len(), keys.len());
+    for limit in [1, 2, 4, 100] {
+        let mut walked = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = s
+                .list_docs_page("tickets", after.as_deref(), limit)
+                .await
+                .unwrap();
+            assert!(page.len() <= limit as usize);
+            match page.last() {
+                Some((k, _)) => after = Some(k.clone()),
+                None => break,
+            }
+            walked.extend(page);
+        }
+        assert_eq!(walked, all, "pages of {limit}");
+    }
 }
 
 async fn a_projection_commit_from_a_stale_checkpoint_writes_nothing(kind: Kind) {
@@ -1545,7 +1573,7 @@ contract_tests!(
     a_store_schema_that_is_not_a_number_is_corrupt,
     create_on_an_existing_store_keeps_its_log,
     a_projection_commit_from_a_stale_checkpoint_writes_nothing,
-    list_docs_prefix_returns_exactly_the_keys_under_the_prefix_in_byte_order,
+    list_docs_prefix_and_pages_return_exactly_their_keys_in_byte_order,
     replace_projection_swaps_in_the_shadow_and_drops_it,
     reset_projection_drops_only_that_projection,
     two_projection_commits_racing_from_one_checkpoint_let_exactly_one_through,
