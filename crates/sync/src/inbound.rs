@@ -55,51 +55,88 @@ impl Outcome {
 
 /// Applies one raw message received on the channel from `partner` to this instance.
 pub async fn apply_message(inst: &Instance, partner: &Partner, raw: &[u8]) -> Result<Outcome> {
-    let me = inst.name().to_string();
+    apply_messages(inst, partner, &[raw]).await
+}
+
+/// Applies consecutive raw messages received on the channel from `partner`, in order, as
+/// `apply_message` applies each, but with the plain events of all of them committed in
+/// as few transactions as [`MAX_RUN_ENTRIES`] allows: fewer commits (and fsyncs) per entry
+/// when messages queue up. Everything they did is committed when it returns, so the caller
+/// may acknowledge every one of them then (and none before).
+pub async fn apply_messages(inst: &Instance, partner: &Partner, raws: &[&[u8]]) -> Result<Outcome> {
     let mut out = Outcome::default();
+    let mut run = Run::default();
+    // Where the channel is once the prepared run is written; `None`: read it from the store.
+    let mut head: Option<ChannelHead> = None;
+    for raw in raws {
+        apply_one(inst, partner, raw, &mut run, &mut head, &mut out).await?;
+    }
+    run.flush(inst, partner, &mut out).await?;
+    if let Some(g) = out.gap {
+        // A later message of the same batch may have filled the gap (a redelivery in
+        // order behind one that ran ahead): ask for nothing then.
+        if inst.store.inbound_head(&partner.name).await?.seq >= g {
+            out.gap = None;
+        }
+    }
+    Ok(out)
+}
+
+/// One message of `apply_messages`: its plain events join `run` (written when it is full,
+/// or before anything that is written on its own), `head` follows what is prepared.
+async fn apply_one(
+    inst: &Instance,
+    partner: &Partner,
+    raw: &[u8],
+    run: &mut Run,
+    head_slot: &mut Option<ChannelHead>,
+    out: &mut Outcome,
+) -> Result<()> {
+    let me = inst.name().to_string();
     let reject = |kind: &'static str, detail: String| async move {
         tracing::warn!(partner = %partner.name, kind, %detail, "message quarantined");
         inst.store
             .quarantine_message(&partner.name, kind, &detail, raw, now_ms())
             .await
     };
-    let msg = match Message::decode(raw) {
-        Ok(m) => m,
-        Err(e) => {
-            reject("undecodable", e).await?;
-            out.rejected_messages += 1;
-            return Ok(out);
-        }
-    };
-    if msg.from != partner.name || msg.to != me {
-        reject(
+    let checked = match Message::decode(raw) {
+        Err(e) => Err(("undecodable", e)),
+        Ok(m) if m.from != partner.name || m.to != me => Err((
             "wrong_channel",
             format!(
                 "a message from {} to {} arrived on the channel from {} to {me}",
-                msg.from, msg.to, partner.name
+                m.from, m.to, partner.name
             ),
-        )
-        .await?;
-        out.rejected_messages += 1;
-        return Ok(out);
-    }
-    if !msg.authentic(&partner.secret) {
-        reject(
+        )),
+        Ok(m) if !m.authentic(&partner.secret) => Err((
             "bad_mac",
             format!(
                 "the message is not signed with the secret shared with {}",
                 partner.name
             ),
-        )
-        .await?;
-        out.rejected_messages += 1;
-        return Ok(out);
-    }
+        )),
+        Ok(m) => Ok(m),
+    };
+    let msg = match checked {
+        Ok(m) => m,
+        Err((kind, detail)) => {
+            // Refused as a whole. What the messages before it prepared is written first,
+            // so the records keep the order of the messages.
+            run.flush(inst, partner, out).await?;
+            *head_slot = None;
+            reject(kind, detail).await?;
+            out.rejected_messages += 1;
+            return Ok(());
+        }
+    };
     // Plain events are prepared in memory and committed together, one transaction for a
     // run of them (with the channel checkpoint); anything else (hello, attachment content,
     // a refusal) goes through `apply_entry` on its own after the run before it is written.
-    let mut head = inst.store.inbound_head(&partner.name).await?;
-    let mut run = Run::default();
+    // The head is the store's unless a prepared run continues it.
+    let mut head = match head_slot.take() {
+        Some(h) if !run.items.is_empty() => h,
+        _ => inst.store.inbound_head(&partner.name).await?,
+    };
     for w in msg.entries {
         let entry = ChannelEntry {
             seq: w.seq,
@@ -108,7 +145,7 @@ pub async fn apply_message(inst: &Instance, partner: &Partner, raw: &[u8]) -> Re
             body: w.body,
         };
         if entry.seq == head.seq && entry.hash != head.hash {
-            if !run.flush(inst, partner, &mut out).await? {
+            if !run.flush(inst, partner, out).await? {
                 break;
             }
             // Another entry already took this seq: the sender's channel forked (someone
@@ -129,7 +166,7 @@ pub async fn apply_message(inst: &Instance, partner: &Partner, raw: &[u8]) -> Re
             continue;
         }
         if entry.seq > head.seq + 1 {
-            if run.flush(inst, partner, &mut out).await? {
+            if run.flush(inst, partner, out).await? {
                 out.gap = Some(head.seq + 1);
             }
             break;
@@ -140,12 +177,12 @@ pub async fn apply_message(inst: &Instance, partner: &Partner, raw: &[u8]) -> Re
                 hash: entry.hash,
             };
             run.items.push((entry, batch));
-            if run.items.len() >= MAX_RUN_ENTRIES && !run.flush(inst, partner, &mut out).await? {
+            if run.items.len() >= MAX_RUN_ENTRIES && !run.flush(inst, partner, out).await? {
                 break;
             }
             continue;
         }
-        if !run.flush(inst, partner, &mut out).await? {
+        if !run.flush(inst, partner, out).await? {
             break;
         }
         let stop = match apply_entry(inst, partner, &entry).await? {
@@ -184,12 +221,12 @@ pub async fn apply_message(inst: &Instance, partner: &Partner, raw: &[u8]) -> Re
         }
         head = inst.store.inbound_head(&partner.name).await?;
     }
-    run.flush(inst, partner, &mut out).await?;
-    Ok(out)
+    *head_slot = Some(head);
+    Ok(())
 }
 
 /// Most entries committed in one inbound transaction.
-pub const MAX_RUN_ENTRIES: usize = 256;
+pub const MAX_RUN_ENTRIES: usize = 1_024;
 
 /// Consecutive plain events prepared in memory, not yet written; with the ticket states
 /// they leave (taken out of the instance's snapshot cache, handed back after the commit).

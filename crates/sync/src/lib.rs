@@ -10,6 +10,6 @@ pub mod inbound;
 pub mod nats;
 pub mod outbound;
 
-pub use inbound::{apply_message, Outcome};
+pub use inbound::{apply_message, apply_messages, Outcome};
 pub use nats::{run, RunOptions, RunStats};
 pub use outbound::{outbound_messages, pack};

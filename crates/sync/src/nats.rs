@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _, Result};
 use async_nats::jetstream::{self, consumer::pull, consumer::AckPolicy, stream};
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use ticketsync_app::{now_ms, Instance};
 use ticketsync_store::Partner;
 use ticketsync_wire::channel::{
@@ -18,15 +18,30 @@ use ticketsync_wire::channel::{
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::inbound::apply_message;
+use crate::inbound::apply_messages;
 use crate::outbound::pack;
 
 /// Publishes awaiting their broker acknowledgement, per channel.
 pub const MAX_INFLIGHT_PUBLISHES: usize = 64;
-/// Inbound messages pulled per request.
-pub const PULL_BATCH: usize = 128;
-/// How often an idle relay looks for new outbox entries.
-pub const OUTBOX_POLL: Duration = Duration::from_millis(5);
+/// Inbound messages pulled per request (the client asks for more when half are taken).
+pub const PULL_BATCH: usize = 32;
+/// Bytes of inbound messages pulled per request: with `PULL_BATCH`, what bounds the
+/// messages buffered in the daemon.
+pub const PULL_MAX_BYTES: usize = 4 << 20;
+/// Inbound messages already received that are applied together (one commit, one
+/// projection catch-up, then their acks): at most this many...
+pub const INBOUND_COALESCE: usize = 16;
+/// ...and no more once they hold this many bytes (a projection catch-up over many full
+/// messages would load the documents of many tickets at once: memory, not speed).
+pub const INBOUND_COALESCE_BYTES: usize = 128 << 10;
+/// How often a relay looks for outbox entries written by other processes (the CLI)
+/// while entries keep coming...
+pub const OUTBOX_POLL: Duration = Duration::from_millis(1);
+/// ...for this long after it last found some...
+pub const OUTBOX_BUSY: Duration = Duration::from_millis(500);
+/// ...and then less and less often, down to this. The daemon's own commits wake the
+/// relay at once.
+pub const OUTBOX_POLL_IDLE: Duration = Duration::from_millis(20);
 /// How often a relay announces its channel head to the receiver.
 pub const HEAD_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the partner list is re-read (new pairings) and deadlines are checked.
@@ -71,6 +86,15 @@ struct Shared {
     last_resend: Mutex<HashMap<String, (u64, Instant)>>,
     /// Tickets that may hold an offer to expire.
     offers: Mutex<OfferWatch>,
+    /// Bumped after this daemon wrote to an outbox itself (an expiry, an invoice) or a
+    /// resend was asked for: wakes the relays without waiting for their next poll.
+    outbox_changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Shared {
+    fn wake_relays(&self) {
+        self.outbox_changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 fn backoff(attempt: u32) -> Duration {
@@ -103,6 +127,7 @@ pub async fn run(
         resend_epoch: Mutex::new(HashMap::new()),
         last_resend: Mutex::new(HashMap::new()),
         offers: Mutex::new(OfferWatch::default()),
+        outbox_changed: tokio::sync::watch::Sender::new(0),
     });
     if opts.once {
         drain(&shared).await?;
@@ -128,8 +153,10 @@ pub async fn run(
                 ));
             }
         }
-        if let Err(e) = housekeeping(&shared.inst, &shared.offers).await {
-            tracing::warn!("housekeeping (respond-by deadlines, invoices) failed: {e:#}");
+        match housekeeping(&shared.inst, &shared.offers).await {
+            Ok(true) => shared.wake_relays(),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("housekeeping (respond-by deadlines, invoices) failed: {e:#}"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -158,7 +185,8 @@ pub struct OfferWatch {
 /// Lead: expires links whose respond-by deadline passed unanswered. Partner: issues the
 /// invoice of every completed link that has none yet (after a crash between the
 /// completion and its invoice, or a completion that arrived while issuing failed).
-async fn housekeeping(inst: &Instance, watch: &Mutex<OfferWatch>) -> Result<()> {
+/// Returns whether it executed a command (which may have written to an outbox).
+async fn housekeeping(inst: &Instance, watch: &Mutex<OfferWatch>) -> Result<bool> {
     use ticketsync_domain::{Actor, Command, Event, OutsourceCommand, TicketId};
     use ticketsync_projections::{catch_up, TicketProjection};
     // Up to where the projection is: a candidate's view then shows every event that made it one.
@@ -179,6 +207,7 @@ async fn housekeeping(inst: &Instance, watch: &Mutex<OfferWatch>) -> Result<()> 
     // memory): issue pending invoices, keep the overdue offers, drop candidates with
     // nothing left to do.
     let now = now_ms();
+    let mut wrote = false;
     let mut due: Vec<(u64, TicketId)> = Vec::new();
     for id in candidates {
         let Some(t) = TicketProjection::get(inst.store.as_ref(), id.0).await? else {
@@ -187,6 +216,7 @@ async fn housekeeping(inst: &Instance, watch: &Mutex<OfferWatch>) -> Result<()> 
         };
         if t.invoices.iter().any(|i| i.stated.is_none()) {
             // Stays a candidate until the statement is in the log (a failure is retried).
+            wrote = true;
             if let Err(e) = inst.issue_pending_invoices(id).await {
                 tracing::warn!(ticket = %id, "issuing the invoice failed: {e:#}");
             }
@@ -215,6 +245,7 @@ async fn housekeeping(inst: &Instance, watch: &Mutex<OfferWatch>) -> Result<()> 
         user: ticketsync_domain::sync::SYSTEM_USER.into(),
     };
     for (_, id) in due {
+        wrote = true;
         match inst
             .execute_as(&system, id, Command::Outsource(OutsourceCommand::Expire))
             .await
@@ -223,7 +254,7 @@ async fn housekeeping(inst: &Instance, watch: &Mutex<OfferWatch>) -> Result<()> 
             Err(e) => tracing::warn!(ticket = %id, "expiring failed: {e:#}"),
         }
     }
-    Ok(())
+    Ok(wrote)
 }
 
 async fn partner(shared: &Shared, name: &str) -> Result<Partner> {
@@ -319,10 +350,25 @@ async fn relay_loop(shared: Arc<Shared>, name: String, shutdown: CancellationTok
     let mut cursor: Option<u64> = None;
     let mut attempt = 0u32;
     let mut last_head = Instant::now() - HEAD_INTERVAL;
+    // The partner, once its stream is known to exist (again after any error): a poll
+    // then costs one outbox read, not a JetStream API round trip.
+    let mut ready: Option<Partner> = None;
+    let mut wake = shared.outbox_changed.subscribe();
+    let mut last_found = Instant::now();
+    let mut idle_wait = OUTBOX_POLL;
     while !shutdown.is_cancelled() {
         let step = async {
-            let p = partner(&shared, &name).await?;
-            ensure_stream(&shared.js, &me, &p.name).await?;
+            let p = match ready.take() {
+                Some(p) if last_head.elapsed() < HEAD_INTERVAL => p,
+                // Read again with each head announcement (a changed partner is seen
+                // within HEAD_INTERVAL).
+                Some(_) => partner(&shared, &name).await?,
+                None => {
+                    let p = partner(&shared, &name).await?;
+                    ensure_stream(&shared.js, &me, &p.name).await?;
+                    p
+                }
+            };
             let mut from = match cursor {
                 Some(c) => c,
                 None => shared.inst.store.outbox_acked(&p.name).await?,
@@ -355,20 +401,34 @@ async fn relay_loop(shared: Arc<Shared>, name: String, shutdown: CancellationTok
                     .await?;
                 last_head = Instant::now();
             }
-            Ok::<u64, anyhow::Error>(c)
+            Ok::<(u64, bool, Partner), anyhow::Error>((c, c != from, p))
         };
         match step.await {
-            Ok(c) => {
+            Ok((c, found, p)) => {
                 cursor = Some(c);
+                ready = Some(p);
                 attempt = 0;
+                // Other processes' commits are only seen by polling: often while entries
+                // keep coming, less and less often once the channel is idle.
+                if found {
+                    last_found = Instant::now();
+                    idle_wait = OUTBOX_POLL;
+                } else if last_found.elapsed() >= OUTBOX_BUSY {
+                    idle_wait = (idle_wait * 2).min(OUTBOX_POLL_IDLE);
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
-                    _ = tokio::time::sleep(OUTBOX_POLL) => {}
+                    _ = tokio::time::sleep(idle_wait) => {}
+                    _ = wake.changed() => {
+                        last_found = Instant::now();
+                        idle_wait = OUTBOX_POLL;
+                    }
                 }
             }
             Err(e) => {
                 // Unacknowledged publishes are published again from the last acked seq.
                 cursor = None;
+                ready = None;
                 tracing::warn!(partner = %name, "relay: {e:#}; retrying");
                 record_error(&shared, &name, "relay", &e).await;
                 attempt += 1;
@@ -403,20 +463,38 @@ async fn consumer_for(
         .map_err(|e| anyhow!("cannot create consumer {durable}: {e}"))
 }
 
-/// Applies one received message and acknowledges it after the commit; asks for a resend
-/// on a gap.
-async fn handle(shared: &Shared, name: &str, msg: &jetstream::Message) -> Result<()> {
+/// Applies received messages (in order, their events in as few commits as the run limit
+/// allows) and acknowledges each only after everything is committed; asks for a resend on
+/// a gap.
+async fn handle(shared: &Shared, name: &str, msgs: &[jetstream::Message]) -> Result<()> {
+    if msgs.is_empty() {
+        return Ok(());
+    }
     let p = partner(shared, name).await?;
-    let o = apply_message(&shared.inst, &p, &msg.payload).await?;
+    let raws: Vec<&[u8]> = msgs.iter().map(|m| m.payload.as_ref()).collect();
+    let t = Instant::now();
+    let o = apply_messages(&shared.inst, &p, &raws).await?;
+    let applied_in = t.elapsed();
     if o.applied > 0 || o.quarantined > 0 {
         shared.inst.refresh().await?;
     }
+    tracing::debug!(
+        partner = %p.name,
+        messages = msgs.len(),
+        applied = o.applied,
+        apply_us = applied_in.as_micros() as u64,
+        projection_us = (t.elapsed() - applied_in).as_micros() as u64,
+        "inbound batch committed"
+    );
     for t in &o.completed {
         // A completion that arrived from the lead: the partner issues its invoice now
         // (housekeeping retries if this fails).
         if let Err(e) = shared.inst.issue_pending_invoices(*t).await {
             tracing::warn!(ticket = %t, "issuing the invoice failed: {e:#}");
         }
+    }
+    if !o.completed.is_empty() {
+        shared.wake_relays();
     }
     {
         let mut s = shared.stats.lock().await;
@@ -427,7 +505,9 @@ async fn handle(shared: &Shared, name: &str, msg: &jetstream::Message) -> Result
     if let Some(from_seq) = o.gap {
         request_resend(shared, &p, from_seq).await?;
     }
-    msg.ack().await.map_err(|e| anyhow!("ack: {e}"))?;
+    for msg in msgs {
+        msg.ack().await.map_err(|e| anyhow!("ack: {e}"))?;
+    }
     Ok(())
 }
 
@@ -459,20 +539,48 @@ async fn inbound_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
     while !shutdown.is_cancelled() {
         let step = async {
             let consumer = consumer_for(&shared, &name).await?;
+            // Bounded by count and bytes: the buffered messages are part of the daemon's
+            // memory. The heartbeat lets a silent broker (restarted, partitioned) be noticed.
             let mut messages = consumer
+                .stream()
+                .max_messages_per_batch(PULL_BATCH)
+                .max_bytes_per_batch(PULL_MAX_BYTES)
+                .heartbeat(Duration::from_secs(15))
                 .messages()
                 .await
                 .map_err(|e| anyhow!("pull: {e}"))?;
             // Connected: the next error starts its backoff from the beginning again.
             attempt = 0;
+            let mut batch: Vec<jetstream::Message> = Vec::with_capacity(INBOUND_COALESCE);
             loop {
-                tokio::select! {
+                let first = tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
-                    next = messages.next() => match next {
-                        None => return Err(anyhow!("the message stream ended")),
-                        Some(Err(e)) => return Err(anyhow!("receive: {e}")),
-                        Some(Ok(msg)) => handle(&shared, &name, &msg).await?,
+                    next = messages.next() => next,
+                };
+                let mut ended = match first {
+                    None => Some(anyhow!("the message stream ended")),
+                    Some(Err(e)) => Some(anyhow!("receive: {e}")),
+                    Some(Ok(msg)) => {
+                        batch.push(msg);
+                        None
                     }
+                };
+                // Whatever has arrived behind it already goes into the same commit.
+                while ended.is_none()
+                    && batch.len() < INBOUND_COALESCE
+                    && batch.iter().map(|m| m.payload.len()).sum::<usize>() < INBOUND_COALESCE_BYTES
+                {
+                    match messages.next().now_or_never() {
+                        None => break,
+                        Some(Some(Ok(msg))) => batch.push(msg),
+                        Some(Some(Err(e))) => ended = Some(anyhow!("receive: {e}")),
+                        Some(None) => ended = Some(anyhow!("the message stream ended")),
+                    }
+                }
+                handle(&shared, &name, &batch).await?;
+                batch.clear();
+                if let Some(e) = ended {
+                    return Err(e);
                 }
             }
         };
@@ -519,6 +627,8 @@ async fn control_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
                         let mut r = shared.resend_from.lock().await;
                         let e = r.entry(p.name.clone()).or_insert(from_seq);
                         *e = (*e).min(from_seq);
+                        drop(r);
+                        shared.wake_relays();
                     }
                     Control::Head { seq, .. } => {
                         let mine = shared.inst.store.inbound_head(&p.name).await?;
@@ -572,14 +682,15 @@ async fn drain(shared: &Shared) -> Result<()> {
                 .messages()
                 .await
                 .map_err(|e| anyhow!("fetch: {e}"))?;
-            let mut n = 0;
+            let mut got = Vec::new();
             while let Some(m) = batch.next().await {
-                let m = m.map_err(|e| anyhow!("receive: {e}"))?;
-                handle(shared, &p.name, &m).await?;
-                n += 1;
+                got.push(m.map_err(|e| anyhow!("receive: {e}"))?);
             }
-            if n == 0 {
+            if got.is_empty() {
                 break;
+            }
+            for msgs in got.chunks(INBOUND_COALESCE) {
+                handle(shared, &p.name, msgs).await?;
             }
         }
     }

@@ -28,7 +28,7 @@ use ticketsync_domain::{
 };
 use ticketsync_projections::{TicketProjection, TicketView};
 use ticketsync_store::ChannelHead;
-use ticketsync_sync::{apply_message, outbound_messages, Outcome};
+use ticketsync_sync::{apply_message, apply_messages, outbound_messages, Outcome};
 use ticketsync_wire::channel::{ChannelBody, BLOB_CHUNK_BYTES};
 use ulid::Ulid;
 
@@ -1329,6 +1329,60 @@ fn cancel_racing_accept_ends_canceled_in_both_delivery_orders() {
             }
         });
     }
+}
+
+/// The daemon applies the messages that have already arrived together (one commit for
+/// their events): out of order, with a duplicate and a redelivery that fills the gap the
+/// first one met, each entry is applied exactly once, nothing is asked for again, and both
+/// sides end as if the messages had come one by one in order.
+#[test]
+fn messages_applied_together_apply_each_entry_once_and_fill_their_own_gap() {
+    runtime().block_on(async {
+        let mut sim = Sim::assigned().await;
+        let (n1, n2) = (item_id(1), item_id(2));
+        sim.must(Who::Bolt, "accept", accept_cmd()).await;
+        sim.must(Who::Bolt, "note 1", note_cmd(n1, "on my way"))
+            .await;
+        sim.must(Who::Bolt, "note 2", note_cmd(n2, "fan replaced"))
+            .await;
+        // bolt's channel: 1 hello (applied at pairing), 2 accept, 3 start, 4 note 1, 5 note 2.
+        for _ in 0..4 {
+            sim.publish(Who::Bolt, 1).await.unwrap();
+        }
+        let m: Vec<Vec<u8>> = sim.wires[Who::Bolt.idx()].pending.drain(..).collect();
+        let batch: Vec<&[u8]> = vec![&m[1], &m[0], &m[0], &m[1], &m[2], &m[3]];
+        let inst = sim.inst(Who::Acme);
+        let p = inst.store.get_partner(PARTNER).await.unwrap().unwrap();
+        let o = apply_messages(inst, &p, &batch).await.unwrap();
+        inst.refresh().await.unwrap();
+        assert_eq!(
+            (
+                o.applied,
+                o.duplicates,
+                o.gap,
+                o.quarantined,
+                o.rejected_messages
+            ),
+            (4, 1, None, 0, 0),
+            "{o:?}"
+        );
+        assert_eq!(inst.store.inbound_head(PARTNER).await.unwrap().seq, 5);
+        // Everything is committed: the same messages again are all duplicates.
+        let o = apply_messages(inst, &p, &batch).await.unwrap();
+        assert_eq!((o.applied, o.duplicates, o.gap), (0, 6, None), "{o:?}");
+
+        sim.check_converged().await.unwrap();
+        for w in [Who::Acme, Who::Bolt] {
+            assert_eq!(
+                sim.status(w).await,
+                Some(OutsourceStatus::InProgress),
+                "{w}"
+            );
+            for n in [n1, n2] {
+                assert_eq!(sim.sharing_of(w, n).await, Sharing::Shared, "{w}: {n}");
+            }
+        }
+    });
 }
 
 /// A receiver that crashes right after applying a message comes back with exactly what it
