@@ -14,6 +14,7 @@ pub mod sqlite;
 pub mod verify;
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
 use async_trait::async_trait;
 use ticketsync_wire::{LogEntry, NewEntry};
@@ -101,6 +102,31 @@ pub trait Store: Send + Sync {
 
     /// Up to `limit` (at most [`MAX_READ_BATCH`]) entries with position greater than `after`, in order.
     async fn read_log(&self, after: u64, limit: u32) -> Result<Vec<LogEntry>, StoreError>;
+
+    /// Hands every entry with a position greater than `after` to `visit`, in order, in
+    /// non-empty batches of at most [`MAX_READ_BATCH`] (their size is the backend's choice),
+    /// until a read finds no more entries or `visit` returns `ControlFlow::Break`. Like the
+    /// loop over `read_log` this default is, each batch is read on its own, so the walk also
+    /// sees entries appended while it runs. For a walk over the whole log (`verify_log`):
+    /// backends may override it to read ahead while the caller works on the previous batch,
+    /// and to reuse the batches' memory.
+    async fn scan_log(
+        &self,
+        after: u64,
+        visit: &mut (dyn for<'e> FnMut(&'e [LogEntry]) -> ControlFlow<()> + Send),
+    ) -> Result<(), StoreError> {
+        let mut from = after;
+        loop {
+            let batch = self.read_log(from, MAX_READ_BATCH).await?;
+            let Some(last) = batch.last() else {
+                return Ok(());
+            };
+            from = last.position;
+            if visit(&batch).is_break() {
+                return Ok(());
+            }
+        }
+    }
 
     /// The distinct streams with an event of one of `types` at a position in
     /// `(after, to]`, in no particular order. Lets a caller watch for rare events (the

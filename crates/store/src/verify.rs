@@ -2,8 +2,9 @@
 //! an untouched log would hold.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 
-use ticketsync_wire::GENESIS_HASH;
+use ticketsync_wire::{LogEntry, GENESIS_HASH};
 use ulid::Ulid;
 
 use crate::{Head, Store, StoreError, MAX_READ_BATCH};
@@ -29,6 +30,84 @@ pub struct VerifyReport {
     pub problem: Option<VerifyProblem>,
 }
 
+/// `verify_log` reports progress after every this many entries (a `read_log` page).
+const PROGRESS_EVERY: u64 = MAX_READ_BATCH as u64;
+
+/// Where a walk over the log has got to: the entries checked, the last good one, every
+/// stream's version so far, and the first problem once there is one.
+struct Walk {
+    checked: u64,
+    last: Head,
+    versions: HashMap<Ulid, u64>,
+    problem: Option<VerifyProblem>,
+}
+
+impl Walk {
+    /// Checks the next entry; breaks at the first problem, which it keeps.
+    fn step(&mut self, e: &LogEntry) -> ControlFlow<()> {
+        self.checked += 1;
+        let last = self.last;
+        let want = last.position + 1;
+        if e.position != want {
+            return self.fail(
+                want,
+                "position_gap",
+                format!(
+                    "expected position {want}, found {}: an entry is missing",
+                    e.position
+                ),
+            );
+        }
+        if e.prev_hash != last.hash {
+            return self.fail(
+                e.position,
+                "prev_hash_mismatch",
+                format!(
+                    "prev_hash {} does not match the hash {} of position {}",
+                    hex::encode(e.prev_hash),
+                    hex::encode(last.hash),
+                    last.position
+                ),
+            );
+        }
+        let computed = e.compute_hash();
+        if computed != e.hash {
+            return self.fail(
+                e.position,
+                "hash_mismatch",
+                format!(
+                    "stored hash {} but the entry hashes to {}: its contents were changed",
+                    hex::encode(e.hash),
+                    hex::encode(computed)
+                ),
+            );
+        }
+        let v = self.versions.entry(e.stream_id).or_insert(0);
+        if e.version != *v + 1 {
+            let detail = format!(
+                "stream {} goes from version {} to {}",
+                e.stream_id, v, e.version
+            );
+            return self.fail(e.position, "version_gap", detail);
+        }
+        *v = e.version;
+        self.last = Head {
+            position: e.position,
+            hash: e.hash,
+        };
+        ControlFlow::Continue(())
+    }
+
+    fn fail(&mut self, position: u64, kind: &'static str, detail: String) -> ControlFlow<()> {
+        self.problem = Some(VerifyProblem {
+            position,
+            kind,
+            detail,
+        });
+        ControlFlow::Break(())
+    }
+}
+
 /// Walks every entry in position order, checking that positions are contiguous from 1,
 /// that each `prev_hash` is the previous entry's hash, that each hash is the SHA-256 of
 /// the entry, that stream versions are contiguous, and that the recorded head and stream
@@ -38,12 +117,47 @@ pub async fn verify_log(
     store: &dyn Store,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<VerifyReport, StoreError> {
-    let mut checked = 0u64;
-    let mut last = Head {
-        position: 0,
-        hash: GENESIS_HASH,
+    let mut walk = Walk {
+        checked: 0,
+        last: Head {
+            position: 0,
+            hash: GENESIS_HASH,
+        },
+        versions: HashMap::new(),
+        problem: None,
     };
-    let mut versions: HashMap<Ulid, u64> = HashMap::new();
+    // Progress every PROGRESS_EVERY entries and at the end, whatever the store's batches.
+    let mut reported = 0;
+    store
+        .scan_log(0, &mut |batch| {
+            for e in batch {
+                if walk.step(e).is_break() {
+                    return ControlFlow::Break(());
+                }
+                if walk.checked.is_multiple_of(PROGRESS_EVERY) {
+                    reported = walk.checked;
+                    progress(reported);
+                }
+            }
+            ControlFlow::Continue(())
+        })
+        .await?;
+    let Walk {
+        checked,
+        last,
+        versions,
+        problem,
+    } = walk;
+    if problem.is_none() && checked != reported {
+        progress(checked);
+    }
+    if problem.is_some() {
+        return Ok(VerifyReport {
+            checked,
+            last_good: last,
+            problem,
+        });
+    }
     let fail = |checked, last, position, kind, detail| {
         Ok(VerifyReport {
             checked,
@@ -55,75 +169,6 @@ pub async fn verify_log(
             }),
         })
     };
-    loop {
-        let batch = store.read_log(last.position, MAX_READ_BATCH).await?;
-        if batch.is_empty() {
-            break;
-        }
-        for e in &batch {
-            checked += 1;
-            let want = last.position + 1;
-            if e.position != want {
-                return fail(
-                    checked,
-                    last,
-                    want,
-                    "position_gap",
-                    format!(
-                        "expected position {want}, found {}: an entry is missing",
-                        e.position
-                    ),
-                );
-            }
-            if e.prev_hash != last.hash {
-                return fail(
-                    checked,
-                    last,
-                    e.position,
-                    "prev_hash_mismatch",
-                    format!(
-                        "prev_hash {} does not match the hash {} of position {}",
-                        hex::encode(e.prev_hash),
-                        hex::encode(last.hash),
-                        last.position
-                    ),
-                );
-            }
-            let computed = e.compute_hash();
-            if computed != e.hash {
-                return fail(
-                    checked,
-                    last,
-                    e.position,
-                    "hash_mismatch",
-                    format!(
-                        "stored hash {} but the entry hashes to {}: its contents were changed",
-                        hex::encode(e.hash),
-                        hex::encode(computed)
-                    ),
-                );
-            }
-            let v = versions.entry(e.stream_id).or_insert(0);
-            if e.version != *v + 1 {
-                return fail(
-                    checked,
-                    last,
-                    e.position,
-                    "version_gap",
-                    format!(
-                        "stream {} goes from version {} to {}",
-                        e.stream_id, v, e.version
-                    ),
-                );
-            }
-            *v = e.version;
-            last = Head {
-                position: e.position,
-                hash: e.hash,
-            };
-        }
-        progress(checked);
-    }
     let head = store.head().await?;
     if head.position > last.position || (head.position == last.position && head.hash != last.hash) {
         return fail(

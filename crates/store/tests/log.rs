@@ -10,6 +10,7 @@
 mod support;
 
 use std::collections::{BTreeMap, HashSet};
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -533,6 +534,102 @@ async fn read_log_caps_a_page_and_verify_walks_every_page(kind: Kind) {
     assert_eq!(report.problem, None);
     assert_eq!(report.checked, total);
     assert_eq!(progress, vec![u64::from(MAX_READ_BATCH), total]);
+}
+
+/// Collects what `scan_log(after)` hands over: the batches' sizes and every entry.
+async fn scan(store: &dyn Store, after: u64) -> (Vec<usize>, Vec<LogEntry>) {
+    let (mut sizes, mut seen) = (Vec::new(), Vec::new());
+    store
+        .scan_log(after, &mut |batch| {
+            sizes.push(batch.len());
+            seen.extend_from_slice(batch);
+            ControlFlow::Continue(())
+        })
+        .await
+        .expect("scan_log");
+    (sizes, seen)
+}
+
+fn assert_batches(sizes: &[usize]) {
+    assert!(
+        sizes.iter().all(|&n| n > 0 && n <= MAX_READ_BATCH as usize),
+        "batches are non-empty and at most a page: {sizes:?}"
+    );
+}
+
+async fn scan_log_hands_over_every_entry_after_a_position_in_order(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
+    assert_eq!(scan(s, 0).await, (vec![], vec![]), "an empty log");
+    let page = u64::from(MAX_READ_BATCH);
+    let total = 2 * page + 7;
+    // Two streams interleaved, so entries differ in every field a reader fills in.
+    let (a, b) = (stream(1), stream(2));
+    let mut versions = (0, 0);
+    while versions.0 + versions.1 < total {
+        let n = 1_000.min(total - versions.0 - versions.1) as usize;
+        let (sa, sb) = (n / 2, n - n / 2);
+        let mut pb = part(
+            b,
+            versions.1,
+            &notes(sb, "b: a longer note than stream a's"),
+        );
+        for e in &mut pb.entries {
+            e.actor_user = "bob".into();
+            e.link_seq = 3;
+        }
+        s.append(
+            T0 + versions.0 as i64,
+            vec![part(a, versions.0, &notes(sa, "a")), pb],
+        )
+        .await
+        .expect("append");
+        versions = (versions.0 + sa as u64, versions.1 + sb as u64);
+    }
+    let mut pages = Vec::new();
+    let mut after = 0;
+    loop {
+        let p = s.read_log(after, MAX_READ_BATCH).await.unwrap();
+        let Some(last) = p.last() else { break };
+        after = last.position;
+        pages.extend(p);
+    }
+    assert_eq!(pages.len() as u64, total);
+
+    let (sizes, seen) = scan(s, 0).await;
+    assert_batches(&sizes);
+    assert!(seen == pages, "scan_log hands over what read_log returns");
+
+    let (sizes, seen) = scan(s, page + 3).await;
+    assert_batches(&sizes);
+    assert!(seen[..] == pages[page as usize + 3..]);
+
+    assert_eq!(
+        scan(s, total).await,
+        (vec![], vec![]),
+        "nothing after the last"
+    );
+    assert_eq!(scan(s, total + 10).await, (vec![], vec![]));
+}
+
+async fn scan_log_stops_when_the_visitor_breaks(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
+    let total = u64::from(MAX_READ_BATCH) + 1;
+    s.append(T0, vec![part(stream(1), 0, &notes(total as usize, "bulk"))])
+        .await
+        .expect("bulk append");
+    let mut calls = Vec::new();
+    s.scan_log(0, &mut |batch| {
+        calls.push(batch[0].position);
+        ControlFlow::Break(())
+    })
+    .await
+    .expect("scan_log");
+    assert_eq!(calls, vec![1], "one batch, from the start, then no more");
+    // The store stays usable, and a scan may start again.
+    assert_eq!(scan(s, 0).await.1.len() as u64, total);
+    assert_verifies(s, total).await;
 }
 
 async fn concurrent_writers_to_one_stream_get_versions_1_to_200_without_gaps(kind: Kind) {
@@ -1556,6 +1653,8 @@ contract_tests!(
     one_stream_twice_in_a_batch_counts_its_own_earlier_part,
     a_duplicate_event_id_fails_the_whole_batch,
     read_log_caps_a_page_and_verify_walks_every_page,
+    scan_log_hands_over_every_entry_after_a_position_in_order,
+    scan_log_stops_when_the_visitor_breaks,
     concurrent_writers_to_one_stream_get_versions_1_to_200_without_gaps,
     the_database_refuses_update_and_delete_of_events,
     verify_names_a_changed_payload_byte,
