@@ -32,6 +32,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// An error of the SQLite log reader (`read_log`, `scan_log`), which reads through
+    /// rusqlite rather than sqlx.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

@@ -8,6 +8,7 @@
 
 pub mod channel;
 pub mod error;
+mod log_reader;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

@@ -20,7 +20,11 @@ pub(crate) fn parse_ulid(s: &str, what: &str) -> Result<Ulid, StoreError> {
 }
 
 pub(crate) fn hash32(v: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
-    <[u8; 32]>::try_from(v.as_slice())
+    hash32_of(&v, what)
+}
+
+pub(crate) fn hash32_of(v: &[u8], what: &str) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(v)
         .map_err(|_| StoreError::Corrupt(format!("{what} has {} bytes, not 32", v.len())))
 }
 

@@ -4,6 +4,7 @@
 //! event goes in one statement whose trigger re-checks head and version under the lock.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ use ulid::Ulid;
 use crate::channel::{
     ChannelEntry, ChannelHead, Inbound, Outgoing, Partner, PartnerState, QuarantineRecord,
 };
+use crate::log_reader::LogReaders;
 use crate::rows::{hash32, head_of, parse_ulid, to_i64, to_u64};
 use crate::{DocChange, Head, Store, StoreError, StreamAppend, MAX_READ_BATCH, STORE_SCHEMA};
 
@@ -51,9 +53,12 @@ pub struct SqliteStore {
     /// seals against (`append_one`); stale when another process appended since, which the
     /// database notices.
     head_seen: Arc<Mutex<Option<Head>>>,
+    /// The log's readers (`read_log`, `scan_log`), which bypass sqlx: see `log_reader`.
+    readers: Arc<LogReaders>,
 }
 
-const ENTRY_COLUMNS: &str = "position, event_id, stream_id, version, schema_version, event_type, \
+pub(crate) const ENTRY_COLUMNS: &str =
+    "position, event_id, stream_id, version, schema_version, event_type, \
      occurred_at, recorded_at, actor_instance, actor_user, link_seq, payload, prev_hash, hash";
 
 impl SqliteStore {
@@ -88,7 +93,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             // Rows sqlx's worker thread may queue ahead of the reader: with its default (50)
-            // a long read (verify, rebuild) hands over between threads every few rows.
+            // a long read (a whole stream, a projection's documents) hands over between
+            // threads every few rows. (The log itself is read by `log_reader`.)
             .row_buffer_size(ROW_CHANNEL)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
@@ -96,10 +102,12 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        let readers = Arc::new(LogReaders::new(path));
         let check = SqliteStore {
             pool: pool.clone(),
             projection_pool: pool.clone(),
             head_seen: Arc::default(),
+            readers: readers.clone(),
         };
         check.check_schema().await?;
         MIGRATOR.run(&pool).await?;
@@ -115,6 +123,7 @@ impl SqliteStore {
             pool,
             projection_pool,
             head_seen: Arc::default(),
+            readers,
         };
         let head = store.head().await?;
         *store.head_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(head);
@@ -535,14 +544,15 @@ impl Store for SqliteStore {
     }
 
     async fn read_log(&self, after: u64, limit: u32) -> Result<Vec<LogEntry>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ENTRY_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
-        ))
-        .bind(to_i64(after)?)
-        .bind(i64::from(limit.min(MAX_READ_BATCH)))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(entry_from_row).collect()
+        self.readers.read_log(after, limit).await
+    }
+
+    async fn scan_log(
+        &self,
+        after: u64,
+        visit: &mut (dyn for<'e> FnMut(&'e [LogEntry]) -> ControlFlow<()> + Send),
+    ) -> Result<(), StoreError> {
+        self.readers.scan(after, visit).await
     }
 
     async fn head(&self) -> Result<Head, StoreError> {
