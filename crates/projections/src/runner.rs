@@ -70,8 +70,8 @@ async fn catch_up_batched(
 ) -> Result<u64, ProjectionError> {
     let mut races = 0;
     let mut from = store.projection_checkpoint(stored_as).await?;
+    let mut entries = store.read_log(from, batch).await?;
     loop {
-        let entries = store.read_log(from, batch).await?;
         let Some(last) = entries.last() else {
             return Ok(from);
         };
@@ -81,15 +81,23 @@ async fn catch_up_batched(
             docs.extend(store.list_docs_prefix(stored_as, &prefix).await?);
         }
         let changes = p.apply(docs, &entries)?;
-        match store.commit_projection(stored_as, from, to, changes).await {
+        // Read the next batch while this one commits: the log is read on the store's main
+        // connections and projections commit on their own, so the two overlap.
+        let (committed, next) = futures::join!(
+            store.commit_projection(stored_as, from, to, changes),
+            store.read_log(to, batch)
+        );
+        match committed {
             Ok(()) => {
                 from = to;
                 progress(to);
+                entries = next?;
             }
             Err(StoreError::CheckpointMoved { actual, .. }) if races < MAX_CHECKPOINT_RACES => {
                 // Another process applied these entries first; continue from where it got.
                 races += 1;
                 from = actual;
+                entries = store.read_log(from, batch).await?;
             }
             Err(e) => return Err(e.into()),
         }
@@ -156,8 +164,10 @@ pub async fn rebuild(
             break;
         }
     }
-    let live_digest = digest(store, p.name()).await?;
-    let rebuilt_digest = digest(store, &shadow).await?;
+    // Both digests at once: each walks a whole projection, on its own connection.
+    let (live_digest, rebuilt_digest) =
+        futures::join!(digest(store, p.name()), digest(store, &shadow));
+    let (live_digest, rebuilt_digest) = (live_digest?, rebuilt_digest?);
     store.replace_projection(&shadow, p.name()).await?;
     Ok(Rebuilt {
         live_digest,

@@ -603,7 +603,9 @@ impl Store for SqliteStore {
         keys: &[String],
     ) -> Result<HashMap<String, Vec<u8>>, StoreError> {
         let mut out = HashMap::with_capacity(keys.len());
-        let mut conn = self.pool.acquire().await?;
+        // On the projection connection: its page cache holds the pages its commits wrote,
+        // which are the ones a runner reads back next.
+        let mut conn = self.projection_pool.acquire().await?;
         for chunk in keys.chunks(DOC_CHUNK) {
             let sql = format!(
                 "SELECT key, doc FROM projection_docs WHERE projection = ? AND key IN ({})",
@@ -664,7 +666,7 @@ impl Store for SqliteStore {
                 .bind(projection)
                 .bind(prefix)
                 .bind(upper)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.projection_pool)
                 .await?
             }
             None => {
@@ -674,7 +676,7 @@ impl Store for SqliteStore {
                 )
                 .bind(projection)
                 .bind(prefix)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.projection_pool)
                 .await?
             }
         })
