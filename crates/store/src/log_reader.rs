@@ -1,5 +1,6 @@
-//! The SQLite backend's log reader: `read_log` and `scan_log` over rusqlite connections that
-//! only read, decoding each row straight from SQLite's column buffers into a `LogEntry`.
+//! The SQLite backend's bulk readers: `read_log`, `scan_log` and pages of projection
+//! documents over rusqlite connections that only read, decoding each row straight from
+//! SQLite's column buffers.
 //!
 //! Why not sqlx here: its SQLite driver copies every column value of every row into its own
 //! allocation on a worker thread and hands rows over a channel one at a time; profiling
@@ -102,6 +103,44 @@ impl LogReaders {
         self.with_reader(move |conn| {
             let mut out = Vec::new();
             read_into(conn, after, limit.min(MAX_READ_BATCH), &mut out)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Up to `limit` projection documents with keys after `after` (from the first with
+    /// `None`), in key order: a page of a walk over a whole projection (`digest`), which
+    /// through sqlx cost as much per document as the log did per entry.
+    pub(crate) async fn docs_page(
+        self: &Arc<Self>,
+        projection: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let projection = projection.to_string();
+        let after = after.map(str::to_string);
+        self.with_reader(move |conn| {
+            // Two statements rather than `(? IS NULL OR key > ?)`, which would keep SQLite
+            // from seeking the primary key to the page's start.
+            let mut st = match &after {
+                Some(_) => conn.prepare_cached(
+                    "SELECT key, doc FROM projection_docs \
+                     WHERE projection = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
+                )?,
+                None => conn.prepare_cached(
+                    "SELECT key, doc FROM projection_docs \
+                     WHERE projection = ?1 ORDER BY key LIMIT ?2",
+                )?,
+            };
+            let limit = i64::from(limit);
+            let mut rows = match &after {
+                Some(a) => st.query(rusqlite::params![projection, a, limit])?,
+                None => st.query(rusqlite::params![projection, limit])?,
+            };
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push((text(r, 0, "key")?.to_string(), bytes(r, 1, "doc")?.to_vec()));
+            }
             Ok(out)
         })
         .await

@@ -567,16 +567,24 @@ impl Store for PgStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        sqlx::query_as(
-            "SELECT key, doc FROM projection_docs \
-             WHERE projection = $1 AND ($2::text IS NULL OR key > $2) ORDER BY key LIMIT $3",
-        )
-        .bind(projection)
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)
+        // Two statements rather than `($2 IS NULL OR key > $2)`, so the primary key index
+        // seeks to the page's start instead of filtering from the first key on.
+        let q = match after {
+            Some(after) => sqlx::query_as(
+                "SELECT key, doc FROM projection_docs \
+                 WHERE projection = $1 AND key > $2 ORDER BY key LIMIT $3",
+            )
+            .bind(projection)
+            .bind(after),
+            None => sqlx::query_as(
+                "SELECT key, doc FROM projection_docs WHERE projection = $1 ORDER BY key LIMIT $2",
+            )
+            .bind(projection),
+        };
+        q.bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
     }
 
     async fn list_docs_prefix(
@@ -586,18 +594,24 @@ impl Store for PgStore {
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         // Keys are `COLLATE "C"` (migration 0003), so the range compares bytes and the
         // primary key index answers it.
-        let upper = crate::prefix_upper_bound(prefix);
-        sqlx::query_as(
-            "SELECT key, doc FROM projection_docs \
-             WHERE projection = $1 AND key >= $2 AND ($3::text IS NULL OR key < $3) \
-             ORDER BY key",
-        )
-        .bind(projection)
-        .bind(prefix)
-        .bind(upper)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)
+        // Two statements rather than `($3 IS NULL OR key < $3)`, so the index range ends at
+        // the prefix's upper bound instead of running to the projection's last key.
+        let q = match crate::prefix_upper_bound(prefix) {
+            Some(upper) => sqlx::query_as(
+                "SELECT key, doc FROM projection_docs \
+                 WHERE projection = $1 AND key >= $2 AND key < $3 ORDER BY key",
+            )
+            .bind(projection)
+            .bind(prefix)
+            .bind(upper),
+            None => sqlx::query_as(
+                "SELECT key, doc FROM projection_docs \
+                 WHERE projection = $1 AND key >= $2 ORDER BY key",
+            )
+            .bind(projection)
+            .bind(prefix),
+        };
+        q.fetch_all(&self.pool).await.map_err(db)
     }
 
     async fn commit_projection(

@@ -639,15 +639,7 @@ impl Store for SqliteStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT key, doc FROM projection_docs \
-             WHERE projection = ?1 AND (?2 IS NULL OR key > ?2) ORDER BY key LIMIT ?3",
-        )
-        .bind(projection)
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?)
+        self.readers.docs_page(projection, after, limit).await
     }
 
     async fn list_docs_prefix(
