@@ -20,7 +20,7 @@ use ticketsync_store::{
 };
 use ticketsync_testkit::PgTestDb;
 use ticketsync_wire::{encode_event, LogEntry, NewEntry, GENESIS_HASH, SCHEMA_VERSION};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use ulid::Ulid;
 
 const WRITERS: u64 = 16;
@@ -34,6 +34,8 @@ const MAX_ATTEMPTS: u32 = 2_000;
 const RUN_TIMEOUT: Duration = Duration::from_secs(240);
 /// How long the reader waits for a writer's signal before looking again anyway.
 const READER_WAKE: Duration = Duration::from_millis(200);
+/// Longest a writer that leaves room for others waits for one of them to commit.
+const ROOM_WAIT: Duration = Duration::from_millis(3);
 const PARTNER: &str = "bolt";
 
 /// Records every entry it applies, in order, and refuses to apply one twice.
@@ -109,7 +111,13 @@ struct Committed {
     conflicts: u32,
 }
 
-async fn writer(store: Arc<PgStore>, w: u64, seed: u64, wrote: Arc<Notify>) -> Committed {
+async fn writer(
+    store: Arc<PgStore>,
+    w: u64,
+    seed: u64,
+    wrote: Arc<Notify>,
+    commits: Arc<watch::Sender<u64>>,
+) -> Committed {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut done = Committed {
         events: vec![],
@@ -121,6 +129,8 @@ async fn writer(store: Arc<PgStore>, w: u64, seed: u64, wrote: Arc<Notify>) -> C
     while (done.events.len() as u64) < COMMITS_PER_WRITER {
         attempts += 1;
         assert!(attempts <= MAX_ATTEMPTS, "writer {w} starved (seed {seed})");
+        // Commits by any writer from here on, so the room below can wait for one.
+        let mut others = commits.subscribe();
         // One or two streams per batch, one or two events per stream.
         let first = Ulid(1 + rng.random_range(0..STREAMS));
         let mut streams = vec![first];
@@ -145,9 +155,10 @@ async fn writer(store: Arc<PgStore>, w: u64, seed: u64, wrote: Arc<Notify>) -> C
                     .collect(),
             });
         }
-        // Between reading the versions and appending: room for others to get in first.
+        // Between reading the versions and appending: room for others to get in first,
+        // until another writer commits (bounded, as all of them may be waiting here).
         if rng.random_bool(0.5) {
-            tokio::time::sleep(Duration::from_micros(rng.random_range(0..3_000))).await;
+            let _ = tokio::time::timeout(ROOM_WAIT, others.changed()).await;
         }
         let outgoing: Vec<Outgoing> = batch
             .iter()
@@ -163,6 +174,7 @@ async fn writer(store: Arc<PgStore>, w: u64, seed: u64, wrote: Arc<Notify>) -> C
             Ok(written) => {
                 done.events.extend(written.iter().map(|e| e.event_id));
                 wrote.notify_one();
+                commits.send_modify(|c| *c += 1);
             }
             Err(StoreError::Conflict { .. }) => done.conflicts += 1,
             Err(StoreError::Db(e)) if e.to_string().contains("injected rollback") => {
@@ -234,6 +246,7 @@ async fn every_committed_event_is_applied_exactly_once_with_16_concurrent_writer
     let base_seed: u64 = rand::random();
     eprintln!("seed {base_seed}");
     let wrote = Arc::new(Notify::new());
+    let commits = Arc::new(watch::channel(0u64).0);
     let writers_done = Arc::new(AtomicBool::new(false));
     let probe = Arc::new(Probe {
         applied: Mutex::new(vec![]),
@@ -274,6 +287,7 @@ async fn every_committed_event_is_applied_exactly_once_with_16_concurrent_writer
                     w,
                     base_seed.wrapping_add(w),
                     wrote.clone(),
+                    commits.clone(),
                 ))
             })
             .collect();
