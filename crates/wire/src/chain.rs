@@ -153,16 +153,8 @@ impl Preimage {
         self.bytes(&out[..=n]);
     }
 
-    fn varint(&mut self, mut v: u64) {
-        let mut out = [0u8; 10];
-        let mut n = 0;
-        while v >= 0x80 {
-            out[n] = (v as u8) | 0x80;
-            v >>= 7;
-            n += 1;
-        }
-        out[n] = v as u8;
-        self.bytes(&out[..=n]);
+    fn varint(&mut self, v: u64) {
+        self.varint128(u128::from(v));
     }
 
     fn zigzag(&mut self, v: i64) {
