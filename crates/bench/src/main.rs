@@ -157,6 +157,7 @@ async fn main() -> Result<()> {
             latency_secs: a.latency_secs,
             latency_tick: Duration::from_millis(a.latency_tick_ms.max(1)),
             bin,
+            nats_pid: nats.pid(),
         };
         for f in repl::run(&pair, &o, &root).await? {
             report.push(f);

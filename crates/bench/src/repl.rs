@@ -17,7 +17,6 @@ use ticketsync_domain::{
     Command, Currency, InstanceId, ItemId, LinkId, OutsourceCommand, Rate, Terms, TicketId,
 };
 use ticketsync_projections::TICKETS;
-use ticketsync_store::{SqliteStore, Store};
 use ticketsync_sync::{apply_message, outbound_messages};
 use ticketsync_wire::channel::{Message, WireEntry};
 use ulid::Ulid;
@@ -33,6 +32,8 @@ const NOTES_PER_TICKET_BATCH: usize = 20;
 const TICKETS_PER_BATCH: usize = 50;
 /// Most ticks' worth of events one latency-run commit carries when the generator is behind.
 const MAX_CATCH_UP_TICKS: u64 = 10;
+/// The partner's projection checkpoint, as the store keeps it (read by the latency poller).
+const CHECKPOINT_SQL: &str = "SELECT position FROM projection_checkpoints WHERE name = ?";
 /// How often the latency poller looks at the partner's projection checkpoint.
 const POLL: Duration = Duration::from_micros(200);
 
@@ -416,6 +417,49 @@ pub struct ReplOptions {
     pub latency_secs: u64,
     pub latency_tick: Duration,
     pub bin: PathBuf,
+    /// The nats-server's process id, so its CPU time can be shown beside the daemons'.
+    pub nats_pid: Option<u32>,
+}
+
+/// CPU time (user + system) a process has used so far, in seconds; `None` once it is gone.
+/// /proc counts it in USER_HZ ticks, which Linux fixes at 100 per second for user space.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it are plain.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// CPU seconds used by each process taking part, between two samples.
+struct CpuSample {
+    acme: f64,
+    bolt: f64,
+    nats: f64,
+    bench: f64,
+}
+
+impl CpuSample {
+    fn take(a: &Daemon, b: &Daemon, nats: Option<u32>) -> CpuSample {
+        CpuSample {
+            acme: cpu_secs(a.child.id()).unwrap_or(0.0),
+            bolt: cpu_secs(b.child.id()).unwrap_or(0.0),
+            nats: nats.and_then(cpu_secs).unwrap_or(0.0),
+            bench: cpu_secs(std::process::id()).unwrap_or(0.0),
+        }
+    }
+
+    /// "CPU s over W s: ..." for the time since `earlier`.
+    fn since(&self, earlier: &CpuSample, wall: f64) -> String {
+        format!(
+            "CPU over {wall:.1} s wall: acme {:.1} s, bolt {:.1} s, nats-server {:.1} s, bench {:.1} s",
+            self.acme - earlier.acme,
+            self.bolt - earlier.bolt,
+            self.nats - earlier.nats,
+            self.bench - earlier.bench
+        )
+    }
 }
 
 /// Replication throughput, daemon RSS and latency; pushes three figures.
@@ -437,8 +481,14 @@ pub async fn run(pair: &Pair, o: &ReplOptions, logs: &Path) -> Result<Vec<Figure
     let t = Instant::now();
     let mut da = Daemon::spawn(&o.bin, &pair.a, "alice", &pair.url, logs)?;
     let mut db = Daemon::spawn(&o.bin, &pair.b, "carol", &pair.url, logs)?;
+    let cpu0 = CpuSample {
+        acme: 0.0,
+        bolt: 0.0,
+        ..CpuSample::take(&da, &db, o.nats_pid)
+    };
     let reached = wait_projection(&pair.b, target, o.timeout, &mut [&mut da, &mut db]).await?;
     let secs = t.elapsed().as_secs_f64();
+    let cpu = CpuSample::take(&da, &db, o.nats_pid).since(&cpu0, secs);
     let done = reached.saturating_sub(base);
     let ours = rate(done, secs);
     let (rss_a, rss_b) = (da.peak_rss_mib()?, db.peak_rss_mib()?);
@@ -456,7 +506,7 @@ pub async fn run(pair: &Pair, o: &ReplOptions, logs: &Path) -> Result<Vec<Figure
         target: ">= 30000 events/s and >= 0.5x raw (stretch >= 1.0x)".into(),
         met: done == o.events && ours >= 30_000.0 && ours / raw >= 0.5,
         detail: format!(
-            "{done} of {} events over {} tickets in {secs:.1} s, two `ticketsync sync run` daemons and nats-server on this machine{}",
+            "{done} of {} events over {} tickets in {secs:.1} s, two `ticketsync sync run` daemons and nats-server on this machine{}; {cpu}",
             o.events,
             pair.tickets.len(),
             if done < o.events { " (TIMED OUT)" } else { "" }
@@ -494,24 +544,32 @@ pub async fn run(pair: &Pair, o: &ReplOptions, logs: &Path) -> Result<Vec<Figure
     let poller = {
         let stop = stop.clone();
         let db_path = pair.b.dir.join(ticketsync_app::DB_FILE);
+        // A bare read-only SQLite connection with one prepared statement: the instrument
+        // should take as little CPU as it can from the daemons it watches (a query through
+        // the store's pool costs thread hand-offs each time).
         std::thread::spawn(move || -> Result<Vec<(Instant, u64)>> {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let s = SqliteStore::open(&db_path).await?;
-                let mut changes = Vec::new();
-                let mut last = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let cp = s.projection_checkpoint(TICKETS).await?;
-                    if cp != last {
-                        changes.push((Instant::now(), cp));
-                        last = cp;
-                    }
-                    std::thread::sleep(POLL);
+            let conn = rusqlite::Connection::open_with_flags(
+                &db_path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(Duration::from_secs(5))?;
+            let mut q = conn.prepare(CHECKPOINT_SQL)?;
+            let mut changes = Vec::new();
+            let mut last = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let cp: i64 = q.query_row([TICKETS], |r| r.get(0)).or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(0),
+                    e => Err(e),
+                })?;
+                let cp = u64::try_from(cp).unwrap_or(0);
+                if cp != last {
+                    changes.push((Instant::now(), cp));
+                    last = cp;
                 }
-                Ok(changes)
-            })
+                std::thread::sleep(POLL);
+            }
+            Ok(changes)
         })
     };
     let per_tick = ((o.latency_rate as f64) * o.latency_tick.as_secs_f64())
@@ -523,6 +581,7 @@ pub async fn run(pair: &Pair, o: &ReplOptions, logs: &Path) -> Result<Vec<Figure
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let total = per_tick * ticks;
     let lt = Instant::now();
+    let lcpu0 = CpuSample::take(&da, &db, o.nats_pid);
     let mut made = 0usize;
     while (commits.len() as u64) < total {
         interval.tick().await;
@@ -552,6 +611,7 @@ pub async fn run(pair: &Pair, o: &ReplOptions, logs: &Path) -> Result<Vec<Figure
         &mut [&mut da, &mut db],
     )
     .await?;
+    let lcpu = CpuSample::take(&da, &db, o.nats_pid).since(&lcpu0, lt.elapsed().as_secs_f64());
     stop.store(true, Ordering::Relaxed);
     let changes = poller
         .join()
@@ -612,7 +672,7 @@ pub async fn run(pair: &Pair, o: &ReplOptions, logs: &Path) -> Result<Vec<Figure
         ratio: None,
         target: "p99 <= 25 ms".into(),
         met: p99 <= 25.0,
-        detail: format!("the same {} samples", lat.len()),
+        detail: format!("the same {} samples; {lcpu}", lat.len()),
     });
     Ok(figs)
 }

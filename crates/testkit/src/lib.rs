@@ -97,6 +97,11 @@ impl NatsServer {
         self.port
     }
 
+    /// The server's process id while it runs (the bench reads its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the server with SIGKILL and waits for the process to end.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
