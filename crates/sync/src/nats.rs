@@ -86,8 +86,9 @@ struct Shared {
     last_resend: Mutex<HashMap<String, (u64, Instant)>>,
     /// Tickets that may hold an offer to expire.
     offers: Mutex<OfferWatch>,
-    /// Bumped after this daemon wrote to an outbox itself (an expiry, an invoice) or a
-    /// resend was asked for: wakes the relays without waiting for their next poll.
+    /// Bumped after this daemon wrote to an outbox itself (an expiry, an invoice), another
+    /// process said so on the wake socket, or a resend was asked for: wakes the relays
+    /// without waiting for their next poll.
     outbox_changed: tokio::sync::watch::Sender<u64>,
 }
 
@@ -136,6 +137,25 @@ pub async fn run(
     }
     let mut started: HashMap<String, ()> = HashMap::new();
     let tasks = tokio_util::task::TaskTracker::new();
+    // Commands of other processes on this instance (the CLI) say when they queued entries,
+    // so the relays publish them now instead of at their next poll.
+    if let Some(sock) = crate::wake::WakeSocket::bind(&shared.inst.dir) {
+        let (shared, shutdown) = (shared.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    r = sock.recv() => match r {
+                        Ok(()) => shared.wake_relays(),
+                        Err(e) => {
+                            tracing::warn!("the wake socket failed ({e}); finding commits by polling only");
+                            break;
+                        }
+                    },
+                }
+            }
+        });
+    }
     loop {
         for p in shared.inst.store.list_partners().await? {
             if started.insert(p.name.clone(), ()).is_none() {
@@ -210,7 +230,8 @@ async fn housekeeping(inst: &Instance, watch: &Mutex<OfferWatch>) -> Result<bool
     let mut wrote = false;
     let mut due: Vec<(u64, TicketId)> = Vec::new();
     for id in candidates {
-        let Some(t) = TicketProjection::get(inst.store.as_ref(), id.0).await? else {
+        // The head holds the outsourcing and the invoices; items and history are not needed.
+        let Some(t) = TicketProjection::head(inst.store.as_ref(), id.0).await? else {
             watch.lock().await.candidates.remove(&id);
             continue;
         };
@@ -408,7 +429,8 @@ async fn relay_loop(shared: Arc<Shared>, name: String, shutdown: CancellationTok
                 cursor = Some(c);
                 ready = Some(p);
                 attempt = 0;
-                // Other processes' commits are only seen by polling: often while entries
+                // Other processes' commits wake the relay through the wake socket; polling
+                // stays the guarantee (a lost datagram, no socket): often while entries
                 // keep coming, less and less often once the channel is idle.
                 if found {
                     last_found = Instant::now();
