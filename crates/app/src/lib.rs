@@ -4,6 +4,7 @@
 
 pub mod pairing;
 pub mod portal;
+pub mod wake;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -312,6 +313,22 @@ impl Instance {
         Ok((state, version))
     }
 
+    /// Appends through the store and, when something was queued for a partner, wakes this
+    /// instance's daemon so the relay publishes it now rather than at its next poll.
+    async fn append_routed(
+        &self,
+        now: i64,
+        batch: Vec<StreamAppend>,
+        outgoing: Vec<Outgoing>,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let queued = !outgoing.is_empty();
+        let written = self.store.append_routed(now, batch, outgoing).await?;
+        if queued {
+            wake::notify(&self.dir);
+        }
+        Ok(written)
+    }
+
     /// Keeps `state` as the ticket's state at stream `version`, for the next command.
     /// It must be the fold of exactly the stream's first `version` events.
     pub fn remember(&self, id: TicketId, version: u64, state: Option<Ticket>) {
@@ -455,7 +472,7 @@ impl Instance {
                 expected_version: version,
                 entries,
             }];
-            match self.store.append_routed(now, batch, outgoing).await {
+            match self.append_routed(now, batch, outgoing).await {
                 Ok(written) => {
                     if let Some(last) = written.last() {
                         self.remember(id, last.version, after);
@@ -546,7 +563,7 @@ impl Instance {
                 }
                 return Ok(vec![]);
             }
-            match self.store.append_routed(now, batch, outgoing).await {
+            match self.append_routed(now, batch, outgoing).await {
                 Ok(written) => {
                     // Each stream got exactly its entries, so it is at version + their count.
                     for (id, v, state) in after {

@@ -9,6 +9,7 @@
 pub mod inbound;
 pub mod nats;
 pub mod outbound;
+pub mod wake;
 
 pub use inbound::{apply_message, apply_messages, Outcome};
 pub use nats::{run, RunOptions, RunStats};
