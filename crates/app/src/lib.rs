@@ -98,6 +98,10 @@ pub struct Instance {
     /// stream (the log is append-only), so catching up from it with the events after that
     /// version gives the same state as folding the whole stream.
     snapshots: std::sync::Mutex<Snapshots>,
+    /// Held while this process catches its projections up: two tasks that both want them
+    /// current (the daemon's projection task, a command) take turns instead of computing
+    /// the same batch twice and racing for its checkpoint.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 /// A small cache of folded ticket states, keyed by ticket, each with its stream version.
@@ -285,6 +289,7 @@ impl Instance {
             actor,
             portal: None,
             snapshots: Default::default(),
+            refreshing: Default::default(),
         })
     }
 
@@ -402,7 +407,9 @@ impl Instance {
     /// the projection numbered but whose event is not in the log yet, so that it goes to
     /// the lead. Idempotent: returns how many it issued now.
     pub async fn issue_pending_invoices(&self, id: TicketId) -> Result<usize> {
-        let Some(view) = TicketProjection::get(self.store.as_ref(), id.0).await? else {
+        // The invoices are numbered by the projection: it must be current.
+        self.refresh().await?;
+        let Some(view) = TicketProjection::head(self.store.as_ref(), id.0).await? else {
             return Ok(0);
         };
         let system = Actor {
@@ -704,6 +711,7 @@ impl Instance {
 
     /// Applies any new log entries to the projections.
     pub async fn refresh(&self) -> Result<()> {
+        let _turn = self.refreshing.lock().await;
         catch_up(self.store.as_ref(), &TicketProjection).await?;
         Ok(())
     }

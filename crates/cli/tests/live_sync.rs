@@ -193,3 +193,72 @@ fn given_live_daemons_started_before_pairing_when_the_partner_joins_then_the_lea
     );
     eprintln!("live pairing delay {d1:?}, send delay {d2:?}");
 }
+
+/// Bolt's log head and its ticket projection's checkpoint, read from the database file
+/// alone (no `ticketsync` command, which would catch the projection up itself).
+fn head_and_checkpoint(site: &Site) -> (u64, u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use ticketsync_store::Store as _;
+        let s = ticketsync_store::SqliteStore::open(&site.dir.join(ticketsync_app::DB_FILE))
+            .await
+            .expect("open the database");
+        let head = s.head().await.expect("head").position;
+        let cp = s
+            .projection_checkpoint(ticketsync_projections::TICKETS)
+            .await
+            .expect("checkpoint");
+        (head, cp)
+    })
+}
+
+#[test]
+fn given_live_daemons_when_the_lead_adds_notes_then_the_partners_daemon_projects_them_on_its_own_and_the_lead_s_commands_wake_its_relay(
+) {
+    let (_net, acme, bolt) = acme_and_bolt();
+    let id = sent(&acme, &bolt, "Projected by the daemon");
+    let wake = ticketsync_app::wake::wake_path(&acme.dir);
+    assert!(!wake.exists(), "no daemon yet, no wake socket");
+    let da = Daemon::start(&acme);
+    let db = Daemon::start(&bolt);
+    wait_until(TIMEOUT, "acme's daemon to bind its wake socket", || {
+        wake.exists()
+    });
+    bolt.ok(&["outsource", "accept", &id]);
+    observe("acme to show Accepted", || {
+        acme.outsource_status(&id).as_deref() == Some("Accepted")
+    });
+    let (head_before, _) = head_and_checkpoint(&bolt);
+    for i in 0..3 {
+        acme.add(&["note", "add", &id, "--text", &format!("Note {i}")]);
+    }
+    // Three notes arrive as three events; bolt's projection follows its log with no
+    // command run on bolt.
+    let d = observe("bolt's daemon to apply and project the three notes", || {
+        let (head, cp) = head_and_checkpoint(&bolt);
+        head >= head_before + 3 && cp == head
+    });
+    let sa = da.stop();
+    let sb = db.stop();
+    assert!(
+        !wake.exists(),
+        "the daemon removes its wake socket when it stops"
+    );
+    assert!(
+        sa.published >= 3 && sb.applied >= 3,
+        "acme {sa:?}, bolt {sb:?}; delay {d:?}"
+    );
+    let v = bolt.show(&id);
+    for i in 0..3 {
+        let text = format!("Note {i}");
+        assert!(
+            v["items"]
+                .as_array()
+                .is_some_and(|items| items.iter().any(|it| it["text"] == text.as_str())),
+            "bolt shows {text}: {v}"
+        );
+    }
+}

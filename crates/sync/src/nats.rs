@@ -90,6 +90,9 @@ struct Shared {
     /// process said so on the wake socket, or a resend was asked for: wakes the relays
     /// without waiting for their next poll.
     outbox_changed: tokio::sync::watch::Sender<u64>,
+    /// Wakes the projection task after inbound events were committed (`None` with
+    /// `--once`, which catches the projections up itself after each batch).
+    projection_wake: Option<tokio::sync::Notify>,
 }
 
 impl Shared {
@@ -129,6 +132,7 @@ pub async fn run(
         last_resend: Mutex::new(HashMap::new()),
         offers: Mutex::new(OfferWatch::default()),
         outbox_changed: tokio::sync::watch::Sender::new(0),
+        projection_wake: (!opts.once).then(tokio::sync::Notify::new),
     });
     if opts.once {
         drain(&shared).await?;
@@ -137,6 +141,7 @@ pub async fn run(
     }
     let mut started: HashMap<String, ()> = HashMap::new();
     let tasks = tokio_util::task::TaskTracker::new();
+    tasks.spawn(projection_loop(shared.clone(), shutdown.clone()));
     // Commands of other processes on this instance (the CLI) say when they queued entries,
     // so the relays publish them now instead of at their next poll.
     if let Some(sock) = crate::wake::WakeSocket::bind(&shared.inst.dir) {
@@ -208,9 +213,13 @@ pub struct OfferWatch {
 /// Returns whether it executed a command (which may have written to an outbox).
 async fn housekeeping(inst: &Instance, watch: &Mutex<OfferWatch>) -> Result<bool> {
     use ticketsync_domain::{Actor, Command, Event, OutsourceCommand, TicketId};
-    use ticketsync_projections::{catch_up, TicketProjection};
+    use ticketsync_projections::TicketProjection;
     // Up to where the projection is: a candidate's view then shows every event that made it one.
-    let upto = catch_up(inst.store.as_ref(), &TicketProjection).await?;
+    inst.refresh().await?;
+    let upto = inst
+        .store
+        .projection_checkpoint(ticketsync_projections::TICKETS)
+        .await?;
     let candidates: Vec<TicketId> = {
         let mut w = watch.lock().await;
         if upto > w.cursor {
@@ -496,18 +505,21 @@ async fn handle(shared: &Shared, name: &str, msgs: &[jetstream::Message]) -> Res
     let raws: Vec<&[u8]> = msgs.iter().map(|m| m.payload.as_ref()).collect();
     let t = Instant::now();
     let o = apply_messages(&shared.inst, &p, &raws).await?;
-    let applied_in = t.elapsed();
-    if o.applied > 0 || o.quarantined > 0 {
-        shared.inst.refresh().await?;
-    }
     tracing::debug!(
         partner = %p.name,
         messages = msgs.len(),
         applied = o.applied,
-        apply_us = applied_in.as_micros() as u64,
-        projection_us = (t.elapsed() - applied_in).as_micros() as u64,
+        apply_us = t.elapsed().as_micros() as u64,
         "inbound batch committed"
     );
+    if o.applied > 0 || o.quarantined > 0 {
+        // The events are in the log: the projections follow from it on their own task,
+        // while the next messages are applied (on the other core).
+        match &shared.projection_wake {
+            Some(w) => w.notify_one(),
+            None => shared.inst.refresh().await?,
+        }
+    }
     for t in &o.completed {
         // A completion that arrived from the lead: the partner issues its invoice now
         // (housekeeping retries if this fails).
@@ -614,6 +626,43 @@ async fn inbound_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
                 attempt += 1;
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(backoff(attempt)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the projections caught up with the log, woken after each inbound commit. Apart
+/// from the inbound task, so applying the next messages and projecting the last ones
+/// overlap; the acknowledgement waits only for the log commit (projections are derived
+/// from it, and a restart catches them up).
+async fn projection_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let Some(wake) = shared.projection_wake.as_ref() else {
+        return;
+    };
+    let mut attempt = 0u32;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.notified() => {}
+        }
+        let t = Instant::now();
+        match shared.inst.refresh().await {
+            Ok(()) => {
+                attempt = 0;
+                tracing::debug!(
+                    projection_us = t.elapsed().as_micros() as u64,
+                    "projections caught up"
+                );
+            }
+            Err(e) => {
+                tracing::warn!("projections did not catch up: {e:#}; retrying");
+                attempt += 1;
+                // Try again after a pause even if nothing new arrives.
+                wake.notify_one();
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(backoff(attempt)) => {}
                 }
             }
