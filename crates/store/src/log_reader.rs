@@ -108,6 +108,33 @@ impl LogReaders {
         .await
     }
 
+    /// One stream's entries with a version above `after_version` and a position up to
+    /// `to_position`, in version order: what a command or the inbound applier folds on a
+    /// snapshot miss. Through sqlx every row was a hand-off between threads.
+    pub(crate) async fn read_stream(
+        self: &Arc<Self>,
+        stream_id: Ulid,
+        after_version: u64,
+        to_position: u64,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let (after, to) = (to_i64(after_version)?, to_i64(to_position)?);
+        self.with_reader(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM events \
+                 WHERE stream_id = ?1 AND version > ?2 AND position <= ?3 ORDER BY version"
+            ))?;
+            let mut rows = stmt.query((stream_id.to_string(), after, to))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let mut e = empty_entry();
+                fill(row, &mut e)?;
+                out.push(e);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Up to `limit` projection documents with keys after `after` (from the first with
     /// `None`), in key order: a page of a walk over a whole projection (`digest`), which
     /// through sqlx cost as much per document as the log did per entry.

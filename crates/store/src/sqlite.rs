@@ -11,9 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use ticketsync_wire::{channel_hash, LogEntry, NewEntry, GENESIS_HASH};
 use ulid::Ulid;
@@ -205,31 +203,6 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
-}
-
-fn entry_from_row(r: &SqliteRow) -> Result<LogEntry, StoreError> {
-    let schema: i64 = r.try_get("schema_version")?;
-    Ok(LogEntry {
-        position: to_u64(r.try_get("position")?, "position")?,
-        event_id: parse_ulid(&r.try_get::<String, _>("event_id")?, "event id")?,
-        stream_id: parse_ulid(&r.try_get::<String, _>("stream_id")?, "stream id")?,
-        version: to_u64(r.try_get("version")?, "version")?,
-        schema_version: u16::try_from(schema)
-            .map_err(|_| StoreError::Corrupt(format!("schema version {schema} out of range")))?,
-        event_type: r.try_get("event_type")?,
-        occurred_at: r.try_get("occurred_at")?,
-        recorded_at: r.try_get("recorded_at")?,
-        actor_instance: r.try_get("actor_instance")?,
-        actor_user: r.try_get("actor_user")?,
-        link_seq: {
-            let v: i64 = r.try_get("link_seq")?;
-            u32::try_from(v)
-                .map_err(|_| StoreError::Corrupt(format!("link_seq {v} out of range")))?
-        },
-        payload: r.try_get("payload")?,
-        prev_hash: hash32(r.try_get("prev_hash")?, "prev_hash")?,
-        hash: hash32(r.try_get("hash")?, "hash")?,
-    })
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
@@ -489,15 +462,8 @@ impl Store for SqliteStore {
         stream_id: Ulid,
         to_position: Option<u64>,
     ) -> Result<Vec<LogEntry>, StoreError> {
-        let to = to_i64(to_position.unwrap_or(i64::MAX as u64))?;
-        let rows = sqlx::query(&format!(
-            "SELECT {ENTRY_COLUMNS} FROM events WHERE stream_id = ? AND position <= ? ORDER BY version"
-        ))
-        .bind(stream_id.to_string())
-        .bind(to)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(entry_from_row).collect()
+        let to = to_position.unwrap_or(i64::MAX as u64);
+        self.readers.read_stream(stream_id, 0, to).await
     }
 
     async fn read_stream_after(
@@ -505,14 +471,9 @@ impl Store for SqliteStore {
         stream_id: Ulid,
         after_version: u64,
     ) -> Result<Vec<LogEntry>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {ENTRY_COLUMNS} FROM events WHERE stream_id = ? AND version > ? ORDER BY version"
-        ))
-        .bind(stream_id.to_string())
-        .bind(to_i64(after_version)?)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(entry_from_row).collect()
+        self.readers
+            .read_stream(stream_id, after_version, i64::MAX as u64)
+            .await
     }
 
     async fn streams_with_types(
