@@ -960,6 +960,26 @@ impl TicketProjection {
             .transpose()
     }
 
+    /// The heads of several tickets (as [`TicketProjection::head`]) read together, in the
+    /// order asked; `None` for a ticket the projection does not hold.
+    pub async fn heads(
+        store: &dyn Store,
+        ids: &[Ulid],
+    ) -> Result<Vec<(Ulid, Option<TicketView>)>, ProjectionError> {
+        let keys: Vec<String> = ids.iter().map(|id| head_key(&id.to_string())).collect();
+        let docs = store.load_docs(TICKETS, &keys).await?;
+        ids.iter()
+            .zip(&keys)
+            .map(|(id, key)| {
+                let view = docs
+                    .get(key)
+                    .map(|doc| parse_doc::<TicketView>(key, doc))
+                    .transpose()?;
+                Ok((*id, view))
+            })
+            .collect()
+    }
+
     /// The ticket with this instance's number `number`.
     pub async fn get_by_number(
         store: &dyn Store,

@@ -207,6 +207,9 @@ pub struct OfferWatch {
     candidates: std::collections::BTreeSet<ticketsync_domain::TicketId>,
 }
 
+/// Ticket heads housekeeping reads together.
+pub const HOUSEKEEPING_PAGE: usize = 200;
+
 /// Lead: expires links whose respond-by deadline passed unanswered. Partner: issues the
 /// invoice of every completed link that has none yet (after a crash between the
 /// completion and its invoice, or a completion that arrived while issuing failed).
@@ -232,40 +235,44 @@ async fn housekeeping(inst: &Instance, watch: &Mutex<OfferWatch>) -> Result<bool
         }
         w.candidates.iter().copied().collect()
     };
-    // One view at a time (a whole projection's views at once would set the daemon's peak
-    // memory): issue pending invoices, keep the overdue offers, drop candidates with
-    // nothing left to do.
+    // A page of heads at a time (a whole projection's views at once would set the daemon's
+    // peak memory; one read per ticket made a first pass over many tickets slow): issue
+    // pending invoices, keep the overdue offers, drop candidates with nothing left to do.
+    // The head holds the outsourcing and the invoices; items and history are not needed.
     let now = now_ms();
     let mut wrote = false;
     let mut due: Vec<(u64, TicketId)> = Vec::new();
-    for id in candidates {
-        // The head holds the outsourcing and the invoices; items and history are not needed.
-        let Some(t) = TicketProjection::head(inst.store.as_ref(), id.0).await? else {
-            watch.lock().await.candidates.remove(&id);
-            continue;
-        };
-        if t.invoices.iter().any(|i| i.stated.is_none()) {
-            // Stays a candidate until the statement is in the log (a failure is retried).
-            wrote = true;
-            if let Err(e) = inst.issue_pending_invoices(id).await {
-                tracing::warn!(ticket = %id, "issuing the invoice failed: {e:#}");
+    let ids: Vec<_> = candidates.iter().map(|t| t.0).collect();
+    for page in ids.chunks(HOUSEKEEPING_PAGE) {
+        for (id, view) in TicketProjection::heads(inst.store.as_ref(), page).await? {
+            let id = TicketId(id);
+            let Some(t) = view else {
+                watch.lock().await.candidates.remove(&id);
+                continue;
+            };
+            if t.invoices.iter().any(|i| i.stated.is_none()) {
+                // Stays a candidate until the statement is in the log (a failure is retried).
+                wrote = true;
+                if let Err(e) = inst.issue_pending_invoices(id).await {
+                    tracing::warn!(ticket = %id, "issuing the invoice failed: {e:#}");
+                }
+                continue;
             }
-            continue;
-        }
-        let Some(o) = t.outsource.as_ref().filter(|o| {
-            o.role == "lead"
-                && o.status == "Assigned"
-                && o.terms.as_ref().is_some_and(|x| x.respond_by_ms.is_some())
-        }) else {
-            watch.lock().await.candidates.remove(&id);
-            continue;
-        };
-        if o.terms
-            .as_ref()
-            .and_then(|x| x.respond_by_ms)
-            .is_some_and(|rb| rb < now)
-        {
-            due.push((t.number, id));
+            let Some(o) = t.outsource.as_ref().filter(|o| {
+                o.role == "lead"
+                    && o.status == "Assigned"
+                    && o.terms.as_ref().is_some_and(|x| x.respond_by_ms.is_some())
+            }) else {
+                watch.lock().await.candidates.remove(&id);
+                continue;
+            };
+            if o.terms
+                .as_ref()
+                .and_then(|x| x.respond_by_ms)
+                .is_some_and(|rb| rb < now)
+            {
+                due.push((t.number, id));
+            }
         }
     }
     // In ticket number order, as a walk over the whole projection would go.
