@@ -23,7 +23,9 @@ use crate::channel::{
 };
 use crate::log_reader::LogReaders;
 use crate::rows::{hash32, head_of, parse_ulid, to_i64, to_u64};
-use crate::{DocChange, Head, Store, StoreError, StreamAppend, MAX_READ_BATCH, STORE_SCHEMA};
+use crate::{
+    DocChange, HashedVisit, Head, Store, StoreError, StreamAppend, MAX_READ_BATCH, STORE_SCHEMA,
+};
 
 /// How long a writer waits for another process's write lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -552,7 +554,18 @@ impl Store for SqliteStore {
         after: u64,
         visit: &mut (dyn for<'e> FnMut(&'e [LogEntry]) -> ControlFlow<()> + Send),
     ) -> Result<(), StoreError> {
-        self.readers.scan(after, visit).await
+        self.readers
+            .scan(after, None, false, &mut |batch, _| visit(batch))
+            .await
+    }
+
+    async fn scan_log_hashed(
+        &self,
+        after: u64,
+        upto: Option<u64>,
+        visit: &mut HashedVisit<'_>,
+    ) -> Result<(), StoreError> {
+        self.readers.scan(after, upto, true, visit).await
     }
 
     async fn head(&self) -> Result<Head, StoreError> {
