@@ -359,9 +359,12 @@ pub const EXISTS_CHUNK: usize = 500;
 /// limit of 32766 bound parameters).
 pub const INSERT_CHUNK: usize = 128;
 
-/// Inserts sealed entries with a single multi-row `INSERT`.
+/// Inserts sealed entries with a single multi-row `INSERT`. `OR FAIL`, because with the
+/// default (ABORT) SQLite keeps a statement journal, a copy of every page the statement
+/// touches, to undo that one statement; the caller rolls back the whole transaction on any
+/// error anyway (migration 0006 has the guard trigger fail the same way).
 async fn insert_entries(tx: &mut Tx, chunk: &[LogEntry]) -> Result<(), StoreError> {
-    let mut sql = format!("INSERT INTO events ({ENTRY_COLUMNS}) VALUES ");
+    let mut sql = format!("INSERT OR FAIL INTO events ({ENTRY_COLUMNS}) VALUES ");
     for i in 0..chunk.len() {
         if i > 0 {
             sql.push(',');

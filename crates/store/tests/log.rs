@@ -786,25 +786,50 @@ async fn the_database_refuses_update_and_delete_of_events(kind: Kind) {
 #[tokio::test]
 async fn sqlite_the_database_refuses_replacing_an_event_through_insert_or_replace() {
     // REPLACE deletes the conflicting row, and SQLite does not fire DELETE triggers for
-    // that unless recursive_triggers is on: the append-only rule must hold here too.
+    // that unless recursive_triggers is on: the append-only rule must hold here too, for a
+    // clash on each unique key: the position, the event id, and the stream and version.
     let db = six_entry_log(Kind::Sqlite).await;
     let pool = db.sqlite().pool();
     let before = all_entries(&*db.store).await;
-    let result = sqlx::query(&format!(
-        "INSERT OR REPLACE INTO events ({COLUMNS}) \
-         SELECT position, event_id, stream_id, version, schema_version, event_type, \
-                occurred_at, recorded_at, actor_instance, 'mallory', payload, prev_hash, hash \
-         FROM events WHERE position = 2"
-    ))
-    .execute(pool)
-    .await;
-    let after = all_entries(&*db.store).await;
-    assert!(
-        result.is_err(),
-        "INSERT OR REPLACE rewrote position 2 (actor_user now {:?})",
-        after[1].actor_user
-    );
-    assert_eq!(after, before);
+    let two = &before[1];
+    let clashes = [
+        (
+            "the position",
+            LogEntry {
+                actor_user: "mallory".into(),
+                ..two.clone()
+            },
+        ),
+        (
+            "the event id",
+            LogEntry {
+                position: 7,
+                version: 9,
+                ..two.clone()
+            },
+        ),
+        (
+            "the stream and version",
+            LogEntry {
+                position: 7,
+                event_id: next_event_id(),
+                ..two.clone()
+            },
+        ),
+    ];
+    for (key, e) in &clashes {
+        let sql = insert_sql(Kind::Sqlite, e).replacen("INSERT", "INSERT OR REPLACE", 1);
+        let err = sqlx::raw_sql(&sql)
+            .execute(pool)
+            .await
+            .expect_err(&format!("INSERT OR REPLACE clashing on {key} went through"));
+        assert!(
+            err.to_string().contains("append-only"),
+            "INSERT OR REPLACE clashing on {key} failed for another reason: {err}"
+        );
+        assert_eq!(all_entries(&*db.store).await, before, "clashing on {key}");
+    }
+    assert_verifies(&*db.store, 6).await;
 }
 
 // ---------------------------------------------------------------------------------------
