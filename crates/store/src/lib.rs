@@ -27,12 +27,19 @@ pub use channel::{
 pub use error::StoreError;
 pub use postgres::{is_postgres_url, PgStore};
 pub use sqlite::SqliteStore;
-pub use verify::{verify_channels, verify_log, ChannelReport, VerifyProblem, VerifyReport};
+pub use verify::{
+    verify_channels, verify_log, verify_log_cut_at, ChannelReport, VerifyProblem, VerifyReport,
+};
 
 /// The store schema this build writes and understands.
 pub const STORE_SCHEMA: u32 = 4;
 /// Most entries returned by one `read_log` call.
 pub const MAX_READ_BATCH: u32 = 10_000;
+
+/// What `Store::scan_log_hashed` hands each batch to: the entries, in order, and the hash
+/// each one computes to.
+pub type HashedVisit<'v> =
+    dyn for<'e> FnMut(&'e [LogEntry], &'e [[u8; 32]]) -> ControlFlow<()> + Send + 'v;
 
 /// One stream's share of an append: the events and the version the writer last saw.
 #[derive(Clone, Debug)]
@@ -127,6 +134,36 @@ pub trait Store: Send + Sync {
                 return Ok(());
             }
         }
+    }
+
+    /// Like `scan_log` over the entries with a position in `(after, upto]` (`None`: to the
+    /// end), each batch handed over with the hash every entry computes to
+    /// ([`LogEntry::compute_hash`], in the same order). The hashes are computed where the
+    /// entries are read: a backend that reads on a thread of its own hashes there, so
+    /// `verify_log`, which scans several ranges at once, reads and hashes on several cores.
+    async fn scan_log_hashed(
+        &self,
+        after: u64,
+        upto: Option<u64>,
+        visit: &mut HashedVisit<'_>,
+    ) -> Result<(), StoreError> {
+        let end = upto.unwrap_or(u64::MAX);
+        let mut hashes = Vec::new();
+        let mut from = after;
+        while from < end {
+            let mut batch = self.read_log(from, MAX_READ_BATCH).await?;
+            batch.retain(|e| e.position <= end);
+            let Some(last) = batch.last() else {
+                return Ok(());
+            };
+            from = last.position;
+            hashes.clear();
+            hashes.extend(batch.iter().map(LogEntry::compute_hash));
+            if visit(&batch, &hashes).is_break() {
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 
     /// The distinct streams with an event of one of `types` at a position in

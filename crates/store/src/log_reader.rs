@@ -9,7 +9,6 @@
 //! the log is append-only and each read here is its own read transaction, so these
 //! connections see exactly what the pool's would.
 
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -20,7 +19,7 @@ use ulid::Ulid;
 
 use crate::rows::{hash32_of, parse_ulid, to_i64, to_u64};
 use crate::sqlite::{BUSY_TIMEOUT, ENTRY_COLUMNS};
-use crate::{StoreError, MAX_READ_BATCH};
+use crate::{HashedVisit, StoreError, MAX_READ_BATCH};
 
 /// Entries per batch of a scan: a few hundred kilobytes, so the batch the reader has just
 /// filled is still in the cache when the caller checks it, and handing it over (a channel
@@ -102,7 +101,7 @@ impl LogReaders {
     ) -> Result<Vec<LogEntry>, StoreError> {
         self.with_reader(move |conn| {
             let mut out = Vec::new();
-            read_into(conn, after, limit.min(MAX_READ_BATCH), &mut out)?;
+            read_into(conn, after, i64::MAX, limit.min(MAX_READ_BATCH), &mut out)?;
             Ok(out)
         })
         .await
@@ -173,17 +172,26 @@ impl LogReaders {
         .await
     }
 
-    /// `Store::scan_log`: a blocking thread reads batch after batch (each its own query)
-    /// while `visit` works on the previous one, so reading and checking use both cores;
-    /// batches the caller is done with go back to the reader to be filled again.
+    /// `Store::scan_log` and `Store::scan_log_hashed` (with `hashed`) over positions
+    /// `(after, upto]`: a blocking thread reads batch after batch (each its own query),
+    /// hashing each entry while it is still in the cache when asked to, while `visit` works
+    /// on the previous batch, so reading and checking overlap (and `verify_log`'s scans of
+    /// several ranges at once read on as many threads); batches the caller is done with go
+    /// back to the reader to be filled again. Without `hashed`, `visit` gets no hashes.
     pub(crate) async fn scan(
         self: &Arc<Self>,
         after: u64,
-        visit: &mut (dyn for<'e> FnMut(&'e [LogEntry]) -> ControlFlow<()> + Send),
+        upto: Option<u64>,
+        hashed: bool,
+        visit: &mut HashedVisit<'_>,
     ) -> Result<(), StoreError> {
         let (ahead, mut batches) = tokio::sync::mpsc::channel(SCAN_AHEAD);
-        let (done, recycled) = mpsc::channel::<Vec<LogEntry>>();
+        let (done, recycled) = mpsc::channel::<Batch>();
         let me = Arc::clone(self);
+        let upto = match upto {
+            Some(u) => to_i64(u)?,
+            None => i64::MAX,
+        };
         let reader = tokio::task::spawn_blocking(move || {
             // A connection of its own, with the file memory-mapped: pages are read in place
             // instead of copied in by a system call each (the kernel's copying was an eighth
@@ -202,12 +210,20 @@ impl LogReaders {
             let mut from = after;
             loop {
                 let mut batch = recycled.try_recv().unwrap_or_default();
-                if let Err(e) = read_into(&conn, from, SCAN_BATCH, &mut batch) {
+                if let Err(e) = read_into(&conn, from, upto, SCAN_BATCH, &mut batch.entries) {
                     let _ = ahead.blocking_send(Err(e));
                     break;
                 }
-                let Some(last) = batch.last() else { break };
+                let Some(last) = batch.entries.last() else {
+                    break;
+                };
                 from = last.position;
+                batch.hashes.clear();
+                if hashed {
+                    batch
+                        .hashes
+                        .extend(batch.entries.iter().map(LogEntry::compute_hash));
+                }
                 // Fails only when the caller has stopped listening.
                 if ahead.blocking_send(Ok(batch)).is_err() {
                     break;
@@ -219,7 +235,7 @@ impl LogReaders {
         while let Some(next) = batches.recv().await {
             match next {
                 Ok(batch) => {
-                    let flow = visit(&batch);
+                    let flow = visit(&batch.entries, &batch.hashes);
                     // The reader may have finished and gone: then the batch is just freed.
                     let _ = done.send(batch);
                     if flow.is_break() {
@@ -240,6 +256,13 @@ impl LogReaders {
     }
 }
 
+/// A batch of a scan: entries, and the hashes they compute to when the scan hashes.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<LogEntry>,
+    hashes: Vec<[u8; 32]>,
+}
+
 /// The outcome of a blocking task: a panic in it goes on in the caller.
 fn joined<T>(r: Result<Result<T, StoreError>, tokio::task::JoinError>) -> Result<T, StoreError> {
     match r {
@@ -252,18 +275,21 @@ fn joined<T>(r: Result<Result<T, StoreError>, tokio::task::JoinError>) -> Result
     }
 }
 
-/// Reads up to `limit` entries after position `after` into `out`, overwriting the entries
-/// it already holds (their strings and buffers keep their memory) and dropping the rest.
+/// Reads up to `limit` entries with positions in `(after, upto]` into `out`, overwriting
+/// the entries it already holds (their strings and buffers keep their memory) and dropping
+/// the rest.
 fn read_into(
     conn: &Connection,
     after: u64,
+    upto: i64,
     limit: u32,
     out: &mut Vec<LogEntry>,
 ) -> Result<(), StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {ENTRY_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
+        "SELECT {ENTRY_COLUMNS} FROM events WHERE position > ?1 AND position <= ?2 \
+         ORDER BY position LIMIT ?3"
     ))?;
-    let mut rows = stmt.query((to_i64(after)?, i64::from(limit)))?;
+    let mut rows = stmt.query((to_i64(after)?, upto, i64::from(limit)))?;
     let mut n = 0;
     while let Some(row) = rows.next()? {
         if n == out.len() {
@@ -396,17 +422,17 @@ mod tests {
         let readers = LogReaders::new(&path);
         let conn = readers.open().expect("reader");
         let mut fresh = Vec::new();
-        read_into(&conn, 20, 30, &mut fresh).expect("fresh read");
+        read_into(&conn, 20, i64::MAX, 30, &mut fresh).expect("fresh read");
         assert_eq!(fresh.len(), 30);
         assert_eq!(fresh, store.read_log(20, 30).await.expect("read_log"));
 
         // Refill a batch that held all 60 entries (the later ones longer in every field).
         let mut batch = Vec::new();
-        read_into(&conn, 0, 60, &mut batch).expect("read all");
+        read_into(&conn, 0, i64::MAX, 60, &mut batch).expect("read all");
         batch.reverse();
-        read_into(&conn, 20, 30, &mut batch).expect("refill");
+        read_into(&conn, 20, i64::MAX, 30, &mut batch).expect("refill");
         assert_eq!(batch, fresh);
-        read_into(&conn, 60, 30, &mut batch).expect("read past the end");
+        read_into(&conn, 60, i64::MAX, 30, &mut batch).expect("read past the end");
         assert!(batch.is_empty());
     }
 }

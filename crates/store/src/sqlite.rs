@@ -21,7 +21,9 @@ use crate::channel::{
 };
 use crate::log_reader::LogReaders;
 use crate::rows::{hash32, head_of, parse_ulid, to_i64, to_u64};
-use crate::{DocChange, Head, Store, StoreError, StreamAppend, MAX_READ_BATCH, STORE_SCHEMA};
+use crate::{
+    DocChange, HashedVisit, Head, Store, StoreError, StreamAppend, MAX_READ_BATCH, STORE_SCHEMA,
+};
 
 /// How long a writer waits for another process's write lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -330,9 +332,12 @@ pub const EXISTS_CHUNK: usize = 500;
 /// limit of 32766 bound parameters).
 pub const INSERT_CHUNK: usize = 128;
 
-/// Inserts sealed entries with a single multi-row `INSERT`.
+/// Inserts sealed entries with a single multi-row `INSERT`. `OR FAIL`, because with the
+/// default (ABORT) SQLite keeps a statement journal, a copy of every page the statement
+/// touches, to undo that one statement; the caller rolls back the whole transaction on any
+/// error anyway (migration 0006 has the guard trigger fail the same way).
 async fn insert_entries(tx: &mut Tx, chunk: &[LogEntry]) -> Result<(), StoreError> {
-    let mut sql = format!("INSERT INTO events ({ENTRY_COLUMNS}) VALUES ");
+    let mut sql = format!("INSERT OR FAIL INTO events ({ENTRY_COLUMNS}) VALUES ");
     for i in 0..chunk.len() {
         if i > 0 {
             sql.push(',');
@@ -513,7 +518,18 @@ impl Store for SqliteStore {
         after: u64,
         visit: &mut (dyn for<'e> FnMut(&'e [LogEntry]) -> ControlFlow<()> + Send),
     ) -> Result<(), StoreError> {
-        self.readers.scan(after, visit).await
+        self.readers
+            .scan(after, None, false, &mut |batch, _| visit(batch))
+            .await
+    }
+
+    async fn scan_log_hashed(
+        &self,
+        after: u64,
+        upto: Option<u64>,
+        visit: &mut HashedVisit<'_>,
+    ) -> Result<(), StoreError> {
+        self.readers.scan(after, upto, true, visit).await
     }
 
     async fn head(&self) -> Result<Head, StoreError> {

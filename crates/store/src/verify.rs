@@ -1,8 +1,13 @@
 //! `verify`: walks the log and its chain, and names the first position that is not what
 //! an untouched log would hold.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::future::Future;
 use std::ops::ControlFlow;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use ticketsync_wire::{LogEntry, GENESIS_HASH};
 use ulid::Ulid;
@@ -33,79 +38,258 @@ pub struct VerifyReport {
 /// `verify_log` reports progress after every this many entries (a `read_log` page).
 const PROGRESS_EVERY: u64 = MAX_READ_BATCH as u64;
 
-/// Where a walk over the log has got to: the entries checked, the last good one, every
-/// stream's version so far, and the first problem once there is one.
-struct Walk {
-    checked: u64,
-    last: Head,
-    versions: HashMap<Ulid, u64>,
-    problem: Option<VerifyProblem>,
+/// Most position ranges `verify_log` walks at once (it takes one per core, up to this).
+pub const MAX_VERIFY_RANGES: usize = 4;
+
+/// A stream met for the first time within a range: its version must follow the one the
+/// ranges before left it at, which only the join can tell.
+struct StreamJoin {
+    /// 1-based index of the entry within its range.
+    index: u64,
+    position: u64,
+    stream: Ulid,
+    version: u64,
+    /// The range's last good entry before it (`None`: it is the range's first).
+    before: Option<Head>,
 }
 
-impl Walk {
-    /// Checks the next entry; breaks at the first problem, which it keeps.
-    fn step(&mut self, e: &LogEntry) -> ControlFlow<()> {
+/// A problem found within a range: the entry's index in the range, the range's last good
+/// entry before it (`None`: it is the range's first), and the problem.
+type RangeProblem = (u64, Option<Head>, VerifyProblem);
+
+/// Where the walk over one position range has got to. Everything an entry is checked
+/// against is in the range except, for its first entry, the previous entry and, for the
+/// first entry of each stream, the stream's version so far: those links are checked when
+/// the ranges are joined, in order (`Joined::join`).
+#[derive(Default)]
+struct RangeWalk {
+    checked: u64,
+    /// The last entry checked and found good.
+    last: Option<Head>,
+    /// The range's first entry: its position and `prev_hash`.
+    first: Option<(u64, [u8; 32])>,
+    /// Every stream's version at the end of the walk (so far).
+    versions: HashMap<Ulid, u64>,
+    /// Streams first met in this range, in log order.
+    joins: Vec<StreamJoin>,
+    problem: Option<RangeProblem>,
+}
+
+impl RangeWalk {
+    /// Checks the next entry, whose contents hash to `computed`; breaks at the first
+    /// problem, which it keeps.
+    fn step(&mut self, e: &LogEntry, computed: &[u8; 32]) -> ControlFlow<()> {
         self.checked += 1;
-        let last = self.last;
-        let want = last.position + 1;
-        if e.position != want {
-            return self.fail(
-                want,
-                "position_gap",
-                format!(
-                    "expected position {want}, found {}: an entry is missing",
-                    e.position
-                ),
-            );
+        match self.last {
+            None => self.first = Some((e.position, e.prev_hash)),
+            Some(last) => {
+                if let Some(p) = link_problem(last, e.position, &e.prev_hash) {
+                    return self.fail(p);
+                }
+            }
         }
-        if e.prev_hash != last.hash {
-            return self.fail(
-                e.position,
-                "prev_hash_mismatch",
-                format!(
-                    "prev_hash {} does not match the hash {} of position {}",
-                    hex::encode(e.prev_hash),
-                    hex::encode(last.hash),
-                    last.position
-                ),
-            );
-        }
-        let computed = e.compute_hash();
-        if computed != e.hash {
-            return self.fail(
-                e.position,
-                "hash_mismatch",
-                format!(
+        if *computed != e.hash {
+            return self.fail(VerifyProblem {
+                position: e.position,
+                kind: "hash_mismatch",
+                detail: format!(
                     "stored hash {} but the entry hashes to {}: its contents were changed",
                     hex::encode(e.hash),
                     hex::encode(computed)
                 ),
-            );
+            });
         }
-        let v = self.versions.entry(e.stream_id).or_insert(0);
-        if e.version != *v + 1 {
-            let detail = format!(
-                "stream {} goes from version {} to {}",
-                e.stream_id, v, e.version
-            );
-            return self.fail(e.position, "version_gap", detail);
+        match self.versions.entry(e.stream_id) {
+            Entry::Occupied(mut v) => {
+                if e.version != *v.get() + 1 {
+                    let problem = version_gap(e.position, e.stream_id, *v.get(), e.version);
+                    return self.fail(problem);
+                }
+                v.insert(e.version);
+            }
+            Entry::Vacant(v) => {
+                v.insert(e.version);
+                self.joins.push(StreamJoin {
+                    index: self.checked,
+                    position: e.position,
+                    stream: e.stream_id,
+                    version: e.version,
+                    before: self.last,
+                });
+            }
         }
-        *v = e.version;
-        self.last = Head {
+        self.last = Some(Head {
             position: e.position,
             hash: e.hash,
-        };
+        });
         ControlFlow::Continue(())
     }
 
-    fn fail(&mut self, position: u64, kind: &'static str, detail: String) -> ControlFlow<()> {
-        self.problem = Some(VerifyProblem {
-            position,
-            kind,
-            detail,
-        });
+    fn fail(&mut self, problem: VerifyProblem) -> ControlFlow<()> {
+        self.problem = Some((self.checked, self.last, problem));
         ControlFlow::Break(())
     }
+}
+
+/// What is wrong with an entry at `position` with `prev_hash` following `last`, as far
+/// as its position and its link go.
+fn link_problem(last: Head, position: u64, prev_hash: &[u8; 32]) -> Option<VerifyProblem> {
+    let want = last.position + 1;
+    if position != want {
+        return Some(VerifyProblem {
+            position: want,
+            kind: "position_gap",
+            detail: format!("expected position {want}, found {position}: an entry is missing"),
+        });
+    }
+    if *prev_hash != last.hash {
+        return Some(VerifyProblem {
+            position,
+            kind: "prev_hash_mismatch",
+            detail: format!(
+                "prev_hash {} does not match the hash {} of position {}",
+                hex::encode(prev_hash),
+                hex::encode(last.hash),
+                last.position
+            ),
+        });
+    }
+    None
+}
+
+fn version_gap(position: u64, stream: Ulid, from: u64, to: u64) -> VerifyProblem {
+    VerifyProblem {
+        position,
+        kind: "version_gap",
+        detail: format!("stream {stream} goes from version {from} to {to}"),
+    }
+}
+
+/// The walks over the ranges joined so far: what one walk over them in order finds.
+struct Joined {
+    checked: u64,
+    last: Head,
+    versions: HashMap<Ulid, u64>,
+}
+
+impl Joined {
+    /// Appends the walk over the next range. On a problem, returns the report one walk
+    /// over the whole log would give, stopping at the first problem: the range's first
+    /// entry not following the previous range's last, a stream's first entry in the range
+    /// not following its version so far, or the problem the range found itself, whichever
+    /// comes first in the log.
+    fn join(&mut self, w: RangeWalk) -> Option<VerifyReport> {
+        let report = |checked, last, problem| VerifyReport {
+            checked,
+            last_good: last,
+            problem: Some(problem),
+        };
+        if let Some((position, prev_hash)) = w.first {
+            if let Some(p) = link_problem(self.last, position, &prev_hash) {
+                return Some(report(self.checked + 1, self.last, p));
+            }
+        }
+        let mut first = w.problem;
+        for j in &w.joins {
+            // On one entry the range's own checks (position, hashes) come before the
+            // version's, as in one walk.
+            if first.as_ref().is_some_and(|(index, ..)| *index <= j.index) {
+                break;
+            }
+            let v = self.versions.get(&j.stream).copied().unwrap_or(0);
+            if j.version != v + 1 {
+                let problem = version_gap(j.position, j.stream, v, j.version);
+                first = Some((j.index, j.before, problem));
+                break;
+            }
+        }
+        if let Some((index, before, problem)) = first {
+            let last = before.unwrap_or(self.last);
+            return Some(report(self.checked + index, last, problem));
+        }
+        self.checked += w.checked;
+        if let Some(last) = w.last {
+            self.last = last;
+        }
+        self.versions.extend(w.versions);
+        None
+    }
+}
+
+/// Progress over all ranges: entries checked, the count last reported, whom to tell.
+type Progress<'p> = (u64, u64, &'p mut (dyn FnMut(u64) + Send));
+
+/// What the walks over the ranges share while they run.
+struct Shared<'p> {
+    /// The first range found broken (`usize::MAX`: none yet): the ranges after it need not
+    /// go on, as the report will name a position before theirs.
+    stop: AtomicUsize,
+    progress: Mutex<Progress<'p>>,
+}
+
+impl Shared<'_> {
+    /// Counts `n` more entries checked; reports at every multiple of `PROGRESS_EVERY`.
+    fn count(&self, n: usize) {
+        // A panic in `progress` while it was held leaves the counts as they were.
+        let mut g = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        let (done, reported, progress) = &mut *g;
+        *done += n as u64;
+        let at = *done - *done % PROGRESS_EVERY;
+        if at > *reported {
+            *reported = at;
+            progress(at);
+        }
+    }
+}
+
+/// Walks range `index`, positions `(after, upto]`, into `walk`.
+async fn walk_range(
+    store: &dyn Store,
+    index: usize,
+    (after, upto): (u64, Option<u64>),
+    walk: &mut RangeWalk,
+    shared: &Shared<'_>,
+) -> Result<(), StoreError> {
+    store
+        .scan_log_hashed(after, upto, &mut |batch, hashes| {
+            if shared.stop.load(Ordering::Relaxed) < index {
+                return ControlFlow::Break(());
+            }
+            for (e, h) in batch.iter().zip(hashes) {
+                if walk.step(e, h).is_break() {
+                    shared.stop.fetch_min(index, Ordering::Relaxed);
+                    return ControlFlow::Break(());
+                }
+            }
+            shared.count(batch.len());
+            ControlFlow::Continue(())
+        })
+        .await
+}
+
+type Walking<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
+
+/// Walks all ranges at once: range `first + i`, `ranges[i]`, into `walks[i]`.
+fn walk_all<'a>(
+    store: &'a dyn Store,
+    first: usize,
+    ranges: &'a [(u64, Option<u64>)],
+    walks: &'a mut [RangeWalk],
+    shared: &'a Shared<'_>,
+) -> Walking<'a> {
+    Box::pin(async move {
+        match (ranges, walks) {
+            ([range], [walk]) => walk_range(store, first, *range, walk, shared).await,
+            ([range, more @ ..], [walk, rest @ ..]) => {
+                tokio::try_join!(
+                    walk_range(store, first, *range, walk, shared),
+                    walk_all(store, first + 1, more, rest, shared),
+                )?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    })
 }
 
 /// Walks every entry in position order, checking that positions are contiguous from 1,
@@ -113,50 +297,71 @@ impl Walk {
 /// the entry, that stream versions are contiguous, and that the recorded head and stream
 /// versions agree with the walk (which catches a log cut short at its tail).
 /// `progress` is called with the number of entries checked so far.
+///
+/// The log is cut into position ranges, one per core (up to [`MAX_VERIFY_RANGES`]),
+/// walked at once: each entry's hash and its links to the entries before it in its range
+/// are checked as it is read, the links across the cuts when the walks are joined, so the
+/// report is the one a single walk in order gives.
 pub async fn verify_log(
     store: &dyn Store,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<VerifyReport, StoreError> {
-    let mut walk = Walk {
+    let ranges = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, MAX_VERIFY_RANGES) as u64;
+    // Only where the cuts fall depends on the recorded head, not what the walk finds.
+    let head = store.head().await?.position;
+    let cuts: Vec<u64> = (1..ranges).map(|k| head * k / ranges).collect();
+    verify_log_cut_at(store, &cuts, progress).await
+}
+
+/// [`verify_log`] with the log cut into ranges after each of the positions in `cuts`;
+/// wherever they are, the report is the same (tests cut the log everywhere).
+pub async fn verify_log_cut_at(
+    store: &dyn Store,
+    cuts: &[u64],
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<VerifyReport, StoreError> {
+    let mut cuts: Vec<u64> = cuts.iter().copied().filter(|&c| c > 0).collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut ranges = Vec::with_capacity(cuts.len() + 1);
+    let mut after = 0;
+    for &c in &cuts {
+        ranges.push((after, Some(c)));
+        after = c;
+    }
+    ranges.push((after, None));
+    let mut walks: Vec<RangeWalk> = ranges.iter().map(|_| RangeWalk::default()).collect();
+    let shared = Shared {
+        stop: AtomicUsize::new(usize::MAX),
+        progress: Mutex::new((0, 0, progress)),
+    };
+    walk_all(store, 0, &ranges, &mut walks, &shared).await?;
+    let mut joined = Joined {
         checked: 0,
         last: Head {
             position: 0,
             hash: GENESIS_HASH,
         },
         versions: HashMap::new(),
-        problem: None,
     };
-    // Progress every PROGRESS_EVERY entries and at the end, whatever the store's batches.
-    let mut reported = 0;
-    store
-        .scan_log(0, &mut |batch| {
-            for e in batch {
-                if walk.step(e).is_break() {
-                    return ControlFlow::Break(());
-                }
-                if walk.checked.is_multiple_of(PROGRESS_EVERY) {
-                    reported = walk.checked;
-                    progress(reported);
-                }
-            }
-            ControlFlow::Continue(())
-        })
-        .await?;
-    let Walk {
+    for w in walks {
+        if let Some(report) = joined.join(w) {
+            return Ok(report);
+        }
+    }
+    let Joined {
         checked,
         last,
         versions,
-        problem,
-    } = walk;
-    if problem.is_none() && checked != reported {
+    } = joined;
+    let (_, reported, progress) = shared
+        .progress
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    if checked != reported {
         progress(checked);
-    }
-    if problem.is_some() {
-        return Ok(VerifyReport {
-            checked,
-            last_good: last,
-            problem,
-        });
     }
     let fail = |checked, last, position, kind, detail| {
         Ok(VerifyReport {

@@ -19,8 +19,8 @@ use sqlx::{Connection, SqliteConnection};
 use support::{Db, Kind};
 use ticketsync_domain::{Event, ItemId};
 use ticketsync_store::{
-    verify_log, DocChange, Head, PgStore, SqliteStore, Store, StoreError, StreamAppend,
-    VerifyReport, MAX_READ_BATCH, STORE_SCHEMA,
+    verify_log, verify_log_cut_at, DocChange, Head, PgStore, SqliteStore, Store, StoreError,
+    StreamAppend, VerifyReport, MAX_READ_BATCH, STORE_SCHEMA,
 };
 use ticketsync_wire::{
     decode_event, encode_event, LogEntry, NewEntry, GENESIS_HASH, SCHEMA_VERSION,
@@ -91,8 +91,45 @@ fn notes(n: usize, tag: &str) -> Vec<Event> {
     (0..n).map(|i| note(&format!("{tag} #{i}"))).collect()
 }
 
+/// Logs up to this long are also verified cut into ranges at every position.
+const CUT_EVERYWHERE_UP_TO: u64 = 64;
+
+/// What `verify_log` reports, after checking that cutting the log into ranges, wherever
+/// the cuts fall (at the first or last entry of a range, around a tampered entry, a range
+/// per entry, past the end), reports exactly what one walk over the whole log does.
 async fn verify(store: &dyn Store) -> VerifyReport {
-    verify_log(store, &mut |_| {}).await.expect("verify runs")
+    let report = verify_log(store, &mut |_| {}).await.expect("verify runs");
+    let cut = |cuts: Vec<u64>| async move {
+        verify_log_cut_at(store, &cuts, &mut |_| {})
+            .await
+            .expect("verify runs")
+    };
+    let whole = cut(vec![]).await;
+    assert_eq!(report, whole, "verify_log reports what one walk does");
+    let end = store
+        .read_log(0, MAX_READ_BATCH)
+        .await
+        .expect("read_log")
+        .last()
+        .map_or(0, |e| e.position)
+        .max(store.head().await.expect("head").position);
+    if end <= CUT_EVERYWHERE_UP_TO {
+        for c in 1..=end + 1 {
+            assert_eq!(cut(vec![c]).await, whole, "cut after position {c}");
+        }
+        for c in 1..end {
+            assert_eq!(
+                cut(vec![c, c + 1]).await,
+                whole,
+                "a one-entry range at {}",
+                c + 1
+            );
+        }
+        assert_eq!(cut((1..=end).collect()).await, whole, "one range per entry");
+    } else {
+        assert_eq!(cut(vec![end / 3, end / 2]).await, whole, "cut in three");
+    }
+    report
 }
 
 async fn assert_verifies(store: &dyn Store, entries: u64) {
@@ -749,25 +786,50 @@ async fn the_database_refuses_update_and_delete_of_events(kind: Kind) {
 #[tokio::test]
 async fn sqlite_the_database_refuses_replacing_an_event_through_insert_or_replace() {
     // REPLACE deletes the conflicting row, and SQLite does not fire DELETE triggers for
-    // that unless recursive_triggers is on: the append-only rule must hold here too.
+    // that unless recursive_triggers is on: the append-only rule must hold here too, for a
+    // clash on each unique key: the position, the event id, and the stream and version.
     let db = six_entry_log(Kind::Sqlite).await;
     let pool = db.sqlite().pool();
     let before = all_entries(&*db.store).await;
-    let result = sqlx::query(&format!(
-        "INSERT OR REPLACE INTO events ({COLUMNS}) \
-         SELECT position, event_id, stream_id, version, schema_version, event_type, \
-                occurred_at, recorded_at, actor_instance, 'mallory', payload, prev_hash, hash \
-         FROM events WHERE position = 2"
-    ))
-    .execute(pool)
-    .await;
-    let after = all_entries(&*db.store).await;
-    assert!(
-        result.is_err(),
-        "INSERT OR REPLACE rewrote position 2 (actor_user now {:?})",
-        after[1].actor_user
-    );
-    assert_eq!(after, before);
+    let two = &before[1];
+    let clashes = [
+        (
+            "the position",
+            LogEntry {
+                actor_user: "mallory".into(),
+                ..two.clone()
+            },
+        ),
+        (
+            "the event id",
+            LogEntry {
+                position: 7,
+                version: 9,
+                ..two.clone()
+            },
+        ),
+        (
+            "the stream and version",
+            LogEntry {
+                position: 7,
+                event_id: next_event_id(),
+                ..two.clone()
+            },
+        ),
+    ];
+    for (key, e) in &clashes {
+        let sql = insert_sql(Kind::Sqlite, e).replacen("INSERT", "INSERT OR REPLACE", 1);
+        let err = sqlx::raw_sql(&sql)
+            .execute(pool)
+            .await
+            .expect_err(&format!("INSERT OR REPLACE clashing on {key} went through"));
+        assert!(
+            err.to_string().contains("append-only"),
+            "INSERT OR REPLACE clashing on {key} failed for another reason: {err}"
+        );
+        assert_eq!(all_entries(&*db.store).await, before, "clashing on {key}");
+    }
+    assert_verifies(&*db.store, 6).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -938,6 +1000,62 @@ async fn verify_names_a_resealed_version_gap(kind: Kind) {
     )
     .await;
     assert_problem(&*db.store, 6, "version_gap").await;
+}
+
+async fn verify_names_the_first_of_two_changed_entries_whichever_range_holds_them(kind: Kind) {
+    // `verify` also walks the log cut into ranges everywhere: with a cut after 3 each
+    // tampered entry is in a range of its own, the later range finds a problem too (maybe
+    // before the earlier one does), and the report must still name 2.
+    let db = six_entry_log(kind).await;
+    db.without_guards(
+        "events",
+        "UPDATE events SET actor_user = 'mallory' WHERE position IN (2, 5)",
+    )
+    .await;
+    let report = assert_problem(&*db.store, 2, "hash_mismatch").await;
+    assert_eq!(report.checked, 2);
+    let cut = verify_log_cut_at(&*db.store, &[3], &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(cut, report);
+}
+
+async fn verify_names_a_version_gap_that_only_the_join_of_two_ranges_sees(kind: Kind) {
+    // B's second entry (position 5) is resealed as version 3, and the chain after it and
+    // the head with it. Cut after 4, the range holding 5 meets B for the first time there:
+    // only joining it to the range before (which left B at version 1) shows the gap.
+    let db = six_entry_log(kind).await;
+    let entries = all_entries(&*db.store).await;
+    let mut five = entries[4].clone();
+    assert_eq!((five.stream_id, five.version), (stream(0xB), 2));
+    five.version = 3;
+    five.hash = five.compute_hash();
+    let mut six = entries[5].clone();
+    six.prev_hash = five.hash;
+    six.hash = six.compute_hash();
+    let (h5, h6) = (kind.blob_hex(&five.hash), kind.blob_hex(&six.hash));
+    db.without_guards(
+        "events",
+        &format!(
+            "UPDATE events SET version = 3, hash = {h5} WHERE position = 5; \
+             UPDATE events SET prev_hash = {h5}, hash = {h6} WHERE position = 6; \
+             UPDATE log_head SET hash = {h6} WHERE id = 1"
+        ),
+    )
+    .await;
+    let report = assert_problem(&*db.store, 5, "version_gap").await;
+    assert_eq!(report.checked, 5);
+    assert_eq!(
+        report.last_good,
+        Head {
+            position: 4,
+            hash: entries[3].hash
+        }
+    );
+    let cut = verify_log_cut_at(&*db.store, &[4], &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(cut, report);
 }
 
 async fn verify_names_a_recorded_stream_version_that_disagrees_with_the_log(kind: Kind) {
@@ -1664,6 +1782,8 @@ contract_tests!(
     verify_catches_a_correctly_sealed_forgery_at_the_next_link,
     verify_names_a_forged_entry_appended_past_the_recorded_head,
     verify_names_a_resealed_version_gap,
+    verify_names_the_first_of_two_changed_entries_whichever_range_holds_them,
+    verify_names_a_version_gap_that_only_the_join_of_two_ranges_sees,
     verify_names_a_deleted_middle_entry,
     verify_names_a_deleted_last_entry_as_a_head_mismatch,
     verify_names_a_recorded_stream_version_that_disagrees_with_the_log,

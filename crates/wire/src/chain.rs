@@ -106,6 +106,9 @@ impl LogEntry {
     }
 }
 
+/// The longest LEB128 varint of a `u128`: 128 bits, seven per byte.
+const MAX_VARINT: usize = 19;
+
 /// Feeds SHA-256 an entry's preimage: short pieces gather in `buf` and reach the hasher a
 /// block at a time, long ones (a payload) go straight through.
 struct Preimage {
@@ -141,8 +144,13 @@ impl Preimage {
     }
 
     /// LEB128: seven bits at a time, low first, the high bit set on all but the last byte.
+    /// Written straight into `buf` (a varint is at most `MAX_VARINT` bytes): going through
+    /// `bytes` cost a call to `memcpy` for each one (3.6% of `verify`'s profile).
     fn varint128(&mut self, mut v: u128) {
-        let mut out = [0u8; 19];
+        if self.buf.len() - self.len < MAX_VARINT {
+            self.flush();
+        }
+        let out = &mut self.buf[self.len..self.len + MAX_VARINT];
         let mut n = 0;
         while v >= 0x80 {
             out[n] = (v as u8) | 0x80;
@@ -150,7 +158,7 @@ impl Preimage {
             n += 1;
         }
         out[n] = v as u8;
-        self.bytes(&out[..=n]);
+        self.len += n + 1;
     }
 
     fn varint(&mut self, v: u64) {
