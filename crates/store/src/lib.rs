@@ -10,6 +10,7 @@ pub mod channel;
 pub mod error;
 mod log_reader;
 pub mod postgres;
+mod projection_conn;
 mod rows;
 pub mod sqlite;
 pub mod verify;
@@ -30,7 +31,7 @@ pub use sqlite::SqliteStore;
 pub use verify::{verify_channels, verify_log, ChannelReport, VerifyProblem, VerifyReport};
 
 /// The store schema this build writes and understands.
-pub const STORE_SCHEMA: u32 = 4;
+pub const STORE_SCHEMA: u32 = 5;
 /// Most entries returned by one `read_log` call.
 pub const MAX_READ_BATCH: u32 = 10_000;
 
@@ -206,11 +207,22 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Drops every document of a projection and its checkpoint, in one transaction.
+    /// Backends may leave the rows to `reclaim_projections`.
     async fn reset_projection(&self, projection: &str) -> Result<(), StoreError>;
 
     /// Replaces projection `live` with the documents and checkpoint of `shadow`, and drops
-    /// `shadow`, in one transaction: readers see the old projection or the new one, never a mix.
+    /// `shadow`, in one transaction: readers see the old projection or the new one, never a
+    /// mix. It costs the same whatever the projections' sizes: the names point at
+    /// generations of documents, and the replaced generation's rows are left to
+    /// `reclaim_projections`.
     async fn replace_projection(&self, shadow: &str, live: &str) -> Result<(), StoreError>;
+
+    /// Deletes up to `limit` documents of the projection generations that
+    /// `replace_projection` and `reset_projection` dropped, in one transaction, and
+    /// forgets a generation once its documents are gone. Returns how many it deleted: 0
+    /// when nothing is left. Until then those rows stay in the database (unreadable, but
+    /// taking space); callers loop, so that other writers get in between.
+    async fn reclaim_projections(&self, limit: u32) -> Result<u64, StoreError>;
 
     /// Reads an instance setting.
     async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError>;
