@@ -7,7 +7,6 @@ use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::pin::Pin;
 
-use sha2::{Digest, Sha256};
 use ticketsync_store::{DocChange, Store, StoreError};
 use ticketsync_wire::{LogEntry, WireError};
 
@@ -19,8 +18,6 @@ pub const REBUILD_BATCH: u32 = 10_000;
 /// Most keys a rebuild remembers having written (as 8-byte hashes, some 20 MiB at most);
 /// past that it looks every key up, as a catch-up does.
 pub const MAX_WRITTEN_KEYS: usize = 2_000_000;
-/// Documents read per page while digesting a projection.
-pub const DIGEST_PAGE: u32 = 2_000;
 /// Documents of dropped projection generations deleted per transaction: bounded, so that
 /// appends and projection commits get the write lock in between.
 pub const RECLAIM_CHUNK: u32 = 50_000;
@@ -272,28 +269,10 @@ pub async fn catch_up(store: &dyn Store, p: &dyn Projection) -> Result<u64, Proj
     catch_up_as(store, p, p.name(), &mut |_| {}).await
 }
 
-/// SHA-256 over every document of a stored projection, in key order. Two projections with
-/// the same digest hold the same bytes.
+/// SHA-256 over every document of a stored projection, in key order (see
+/// `Store::digest_docs`). Two projections with the same digest hold the same bytes.
 pub async fn digest(store: &dyn Store, stored_as: &str) -> Result<[u8; 32], ProjectionError> {
-    let mut h = Sha256::new();
-    let mut after: Option<String> = None;
-    loop {
-        // Page by page: a projection can be far larger than what should be held at once.
-        let page = store
-            .list_docs_page(stored_as, after.as_deref(), DIGEST_PAGE)
-            .await?;
-        for (k, doc) in &page {
-            h.update((k.len() as u64).to_le_bytes());
-            h.update(k.as_bytes());
-            h.update((doc.len() as u64).to_le_bytes());
-            h.update(doc);
-        }
-        match page.into_iter().last() {
-            Some((k, _)) => after = Some(k),
-            None => break,
-        }
-    }
-    Ok(h.finalize().into())
+    Ok(store.digest_docs(stored_as).await?)
 }
 
 /// Deletes the rows of every dropped projection generation, [`RECLAIM_CHUNK`] per

@@ -20,7 +20,11 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 
 use crate::rows::{to_i64, to_u64};
 use crate::sqlite::{BUSY_TIMEOUT, PROJECTION_CACHE_KIB};
-use crate::{DocChange, StoreError};
+use crate::{DocChange, DocsDigest, StoreError};
+
+/// How much of the database file a digest maps into memory (SQLite caps it at its build's
+/// maximum; the part beyond is read with system calls).
+const DIGEST_MMAP_BYTES: i64 = 1 << 31;
 
 /// The generation a projection's name points at, as a subquery taking the name as `?1`.
 const CURRENT: &str = "(SELECT generation FROM projection_generations WHERE name = ?1)";
@@ -79,6 +83,49 @@ impl ProjectionConn {
                 Err(e) => Err(StoreError::Unavailable(format!(
                     "projection connection: {e}"
                 ))),
+            },
+        }
+    }
+
+    /// `Store::digest_docs`: one read transaction over a connection of its own, with the
+    /// file memory-mapped, hashing each document where SQLite holds it, on a blocking
+    /// thread. (Paging through `list_docs_page` copied every key and document into its own
+    /// allocation, and hashed them on the caller's thread, which a rebuild needs for
+    /// computing its batches while it digests the live projection.)
+    pub(crate) async fn digest(self: &Arc<Self>, projection: &str) -> Result<[u8; 32], StoreError> {
+        let projection = projection.to_string();
+        let me = Arc::clone(self);
+        let r = tokio::task::spawn_blocking(move || {
+            // Closed at the end, which unmaps the file.
+            let c = me.open()?;
+            c.pragma_update(None, "query_only", true)?;
+            c.pragma_update(None, "mmap_size", DIGEST_MMAP_BYTES)?;
+            let tx = c.unchecked_transaction()?;
+            let mut h = DocsDigest::default();
+            if let Some(generation) = current(&tx, &projection)? {
+                let mut st = tx.prepare(
+                    "SELECT key, doc FROM projection_docs WHERE generation = ?1 ORDER BY key",
+                )?;
+                let mut rows = st.query(params![generation])?;
+                while let Some(r) = rows.next()? {
+                    let key = match r.get_ref(0)? {
+                        ValueRef::Text(b) => b,
+                        _ => {
+                            return Err(StoreError::Corrupt("a projection key is not text".into()))
+                        }
+                    };
+                    h.add(key, bytes(r.get_ref(1)?)?);
+                }
+            }
+            tx.commit()?;
+            Ok(h.finish())
+        })
+        .await;
+        match r {
+            Ok(v) => v,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => Err(StoreError::Unavailable(format!("projection digest: {e}"))),
             },
         }
     }

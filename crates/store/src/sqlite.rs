@@ -606,6 +606,10 @@ impl Store for SqliteStore {
         self.readers.docs_page(projection, after, limit).await
     }
 
+    async fn digest_docs(&self, projection: &str) -> Result<[u8; 32], StoreError> {
+        self.projections.digest(projection).await
+    }
+
     async fn list_docs_prefix(
         &self,
         projection: &str,

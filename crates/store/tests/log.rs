@@ -1431,6 +1431,31 @@ async fn a_reset_projection_starts_empty_before_and_after_its_rows_are_reclaimed
     );
 }
 
+async fn digest_docs_hashes_each_key_and_document_with_their_lengths_in_key_order(kind: Kind) {
+    use sha2::{Digest, Sha256};
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
+    let empty: [u8; 32] = Sha256::digest(b"").into();
+    assert_eq!(s.digest_docs("tickets").await.unwrap(), empty);
+    live_and_shadow(s).await;
+    let mut h = Sha256::new();
+    for (k, doc) in [("a", "old a"), ("b", "old b")] {
+        h.update((k.len() as u64).to_le_bytes());
+        h.update(k);
+        h.update((doc.len() as u64).to_le_bytes());
+        h.update(doc);
+    }
+    let want: [u8; 32] = h.finalize().into();
+    assert_eq!(s.digest_docs("tickets").await.unwrap(), want);
+    // Only the name's current generation counts: the swap changes the digest, and the
+    // retired rows (not reclaimed yet) do not show.
+    s.replace_projection("tickets.rebuild", "tickets")
+        .await
+        .unwrap();
+    assert_ne!(s.digest_docs("tickets").await.unwrap(), want);
+    assert_eq!(s.digest_docs("tickets.rebuild").await.unwrap(), empty);
+}
+
 async fn meta_values_are_written_and_overwritten(kind: Kind) {
     let db = Db::fresh(kind).await;
     let s = &*db.store;
@@ -1740,5 +1765,6 @@ contract_tests!(
     a_replace_that_fails_midway_leaves_both_projections_as_they_were,
     a_replaced_projection_keeps_its_rows_until_reclaimed_and_then_loses_only_those,
     a_reset_projection_starts_empty_before_and_after_its_rows_are_reclaimed,
+    digest_docs_hashes_each_key_and_document_with_their_lengths_in_key_order,
     meta_values_are_written_and_overwritten,
 );
