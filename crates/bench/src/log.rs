@@ -9,7 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use ticketsync_app::Instance;
 use ticketsync_domain::{Command, ItemId, TicketId};
-use ticketsync_projections::{rebuild, TicketProjection};
+use ticketsync_projections::{rebuild, reclaim, TicketProjection};
 use ticketsync_store::{verify_log, MAX_READ_BATCH};
 use ticketsync_wire::LogEntry;
 use ulid::Ulid;
@@ -92,6 +92,11 @@ pub async fn rebuild_figure(inst: &Instance) -> Result<Figure> {
         bail!("rebuild differs from the live projection");
     }
     let ours = rate(r.position, secs);
+    // Deleting the replaced projection's rows, which `ticketsync rebuild` does after the
+    // swap: reported beside the figure, not in it (the rebuilt projection is live by then).
+    let t = Instant::now();
+    let reclaimed = reclaim(store).await?;
+    let reclaim_secs = t.elapsed().as_secs_f64();
     Ok(Figure {
         key: "rebuild".into(),
         name: "full rebuild of every projection".into(),
@@ -102,8 +107,11 @@ pub async fn rebuild_figure(inst: &Instance) -> Result<Figure> {
         target: ">= 100000 events/s".into(),
         met: ours >= 100_000.0,
         detail: format!(
-            "{} events, {WAVE_TICKETS} tickets worked at a time, {EVENTS_PER_TICKET} events each; digests equal",
-            r.position
+            "{} events, {WAVE_TICKETS} tickets worked at a time, {EVENTS_PER_TICKET} events each; \
+             digests equal; then {reclaimed} replaced documents deleted in {reclaim_secs:.2} s \
+             ({:.0} events/s counting that too)",
+            r.position,
+            rate(r.position, secs + reclaim_secs)
         ),
     })
 }

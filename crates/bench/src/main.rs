@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use clap::Parser;
+use ticketsync_app::{Instance, CONFIG_FILE};
 use ticketsync_testkit::NatsServer;
 
 use report::Report;
@@ -69,6 +70,10 @@ struct Args {
     /// Where the instances are created (a temporary directory inside it).
     #[arg(long, env = "BENCH_TMP")]
     tmp: Option<PathBuf>,
+    /// Keep the generated log of the `log` section in this directory, and reuse it when it
+    /// already holds one (for profiling rebuild and verify without generating again).
+    #[arg(long, env = "BENCH_LOG_DIR")]
+    log_dir: Option<PathBuf>,
     #[arg(long, default_value = "target/bench/latest.json")]
     out: PathBuf,
 }
@@ -121,15 +126,24 @@ async fn main() -> Result<()> {
         report.push(local::command_cost(dir, a.history, a.history_window).await?);
     }
     if wants(&a, "log") {
-        eprintln!(
-            "   generating {} events for rebuild and verify",
-            a.log_events
-        );
-        let inst = log::generate(&dir.join("log"), a.log_events).await?;
+        let kept = a.log_dir.clone();
+        let log_dir = kept.clone().unwrap_or_else(|| dir.join("log"));
+        let inst = if kept.is_some() && log_dir.join(CONFIG_FILE).exists() {
+            eprintln!("   reusing the log in {}", log_dir.display());
+            Instance::open(&log_dir, Some("alice".into())).await?
+        } else {
+            eprintln!(
+                "   generating {} events for rebuild and verify",
+                a.log_events
+            );
+            log::generate(&log_dir, a.log_events).await?
+        };
         report.push(log::rebuild_figure(&inst).await?);
         report.push(log::verify_figure(&inst).await?);
         drop(inst);
-        std::fs::remove_dir_all(dir.join("log")).context("cannot remove the generated log")?;
+        if kept.is_none() {
+            std::fs::remove_dir_all(&log_dir).context("cannot remove the generated log")?;
+        }
     }
     if wants(&a, "repl") {
         let bin = match &a.ticketsync {

@@ -8,7 +8,9 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use ticketsync_domain::command::{ChargePatch, TimePatch};
 use ticketsync_domain::{Attachment, Charge, Command, ItemId, ItemKind, TicketId, TimeEntry};
-use ticketsync_projections::{rebuild, ticket_as_of, TicketProjection, TicketView, TICKETS};
+use ticketsync_projections::{
+    rebuild, reclaim, ticket_as_of, TicketProjection, TicketView, TICKETS,
+};
 use ticketsync_store::MAX_READ_BATCH;
 use ticketsync_store::{verify_channels, verify_log};
 use ticketsync_wire::ReplayLine;
@@ -576,6 +578,9 @@ async fn rebuild_cmd(inst: &Instance, projection: Option<String>, json: bool) ->
     })
     .await?;
     bar.finish_and_clear();
+    // The replaced projection's rows, now unreadable: deleted before returning, so the
+    // database does not keep a second copy of the projection.
+    reclaim(inst.store.as_ref()).await?;
     let same = r.live_digest == r.rebuilt_digest;
     if json {
         println!(

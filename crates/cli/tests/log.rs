@@ -492,7 +492,8 @@ fn given_damaged_live_projection_when_rebuild_then_warns_and_restores_it() {
     let good = ts.show("1");
     let digest = json(&ts.ok(&["rebuild", "--json"]))["digest"].clone();
     ts.sql(&format!(
-        "DELETE FROM projection_docs WHERE projection = 'tickets' AND key = 't/{a}'"
+        "DELETE FROM projection_docs WHERE key = 't/{a}' AND generation = \
+         (SELECT generation FROM projection_generations WHERE name = 'tickets')"
     ));
     ts.fail(&["ticket", "show", &a], NOT_FOUND);
     let o = ts.run(&["rebuild"]);

@@ -7,7 +7,8 @@ pub mod runner;
 pub mod ticket;
 
 pub use runner::{
-    catch_up, digest, rebuild, Projection, ProjectionError, Rebuilt, REBUILD_BATCH, RUN_BATCH,
+    catch_up, digest, rebuild, reclaim, Projection, ProjectionError, Rebuilt, REBUILD_BATCH,
+    RUN_BATCH,
 };
 pub use ticket::{
     ticket_as_of, FeeView, InvoiceRef, StatedInvoice, TicketProjection, TicketView, TICKETS,

@@ -2,9 +2,11 @@
 //! batch's documents and the new checkpoint in one transaction, so a crash at any point
 //! leaves rows and checkpoint consistent and the next run resumes exactly there.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::pin::Pin;
 
-use sha2::{Digest, Sha256};
 use ticketsync_store::{DocChange, Store, StoreError};
 use ticketsync_wire::{LogEntry, WireError};
 
@@ -13,8 +15,12 @@ pub const RUN_BATCH: u32 = 2_000;
 /// Log entries applied per transaction while rebuilding into a shadow: larger, so a
 /// ticket's document is read, parsed and written fewer times over a full pass.
 pub const REBUILD_BATCH: u32 = 10_000;
-/// Documents read per page while digesting a projection.
-pub const DIGEST_PAGE: u32 = 2_000;
+/// Most keys a rebuild remembers having written (as 8-byte hashes, some 20 MiB at most);
+/// past that it looks every key up, as a catch-up does.
+pub const MAX_WRITTEN_KEYS: usize = 2_000_000;
+/// Documents of dropped projection generations deleted per transaction: bounded, so that
+/// appends and projection commits get the write lock in between.
+pub const RECLAIM_CHUNK: u32 = 50_000;
 /// How many times a runner re-reads after another runner moved the checkpoint first.
 pub const MAX_CHECKPOINT_RACES: u32 = 16;
 
@@ -57,50 +63,204 @@ pub async fn catch_up_as(
     stored_as: &str,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u64, ProjectionError> {
-    catch_up_batched(store, p, stored_as, RUN_BATCH, progress).await
+    catch_up_batched(store, p, stored_as, RUN_BATCH, false, progress).await
 }
 
-/// `catch_up_as` with `batch` log entries per transaction.
+/// The keys a rebuild has written into its shadow so far, as hashes: a key that is not
+/// among them cannot be in the shadow, which started empty, so the rebuild need not look
+/// it up (most of its keys are new: each item is written once). A hash that is among them
+/// only costs the lookup the runner would have made anyway.
+struct Written {
+    hashes: HashSet<u64>,
+}
+
+impl Written {
+    fn hash(key: &str) -> u64 {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        h.finish()
+    }
+
+    /// The keys that may exist.
+    fn filter(&self, keys: Vec<String>) -> Vec<String> {
+        keys.into_iter()
+            .filter(|k| self.hashes.contains(&Self::hash(k)))
+            .collect()
+    }
+
+    /// Notes the keys a commit wrote; `false` once the limit is reached, when the set has
+    /// to be given up.
+    fn note(&mut self, changes: &[DocChange]) -> bool {
+        for c in changes {
+            if let DocChange::Put { key, .. } = c {
+                self.hashes.insert(Self::hash(key));
+            }
+        }
+        self.hashes.len() <= MAX_WRITTEN_KEYS
+    }
+}
+
+/// The documents a commit that is still running writes, by key (`None`: deleted): the
+/// next batch is computed while that commit runs, so what it loads is read through these.
+#[derive(Default)]
+struct Overlay {
+    docs: BTreeMap<String, Option<Vec<u8>>>,
+}
+
+impl Overlay {
+    fn of(changes: &[DocChange]) -> Self {
+        let mut docs = BTreeMap::new();
+        // In order: the last change to a key is the one the commit leaves.
+        for c in changes {
+            match c {
+                DocChange::Put { key, doc } => docs.insert(key.clone(), Some(doc.clone())),
+                DocChange::Delete { key } => docs.insert(key.clone(), None),
+            };
+        }
+        Overlay { docs }
+    }
+}
+
+/// Loads what `entries` read, as the projection will be once the commit whose changes
+/// `overlay` holds is done, whether it is done yet or not: keys the overlay has are taken
+/// from it, the rest from the store, where that commit did not touch them.
+async fn load(
+    store: &dyn Store,
+    p: &dyn Projection,
+    stored_as: &str,
+    entries: &[LogEntry],
+    overlay: &Overlay,
+    written: Option<&Written>,
+) -> Result<HashMap<String, Vec<u8>>, ProjectionError> {
+    let mut docs = HashMap::new();
+    let mut wanted = Vec::new();
+    for key in p.keys(entries) {
+        match overlay.docs.get(&key) {
+            Some(Some(doc)) => {
+                docs.insert(key, doc.clone());
+            }
+            Some(None) => {}
+            None => wanted.push(key),
+        }
+    }
+    if let Some(w) = written {
+        wanted = w.filter(wanted);
+    }
+    if !wanted.is_empty() {
+        docs.extend(store.load_docs(stored_as, &wanted).await?);
+    }
+    for prefix in p.prefixes(entries) {
+        docs.extend(store.list_docs_prefix(stored_as, &prefix).await?);
+        for (key, doc) in overlay
+            .docs
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+        {
+            match doc {
+                Some(d) => docs.insert(key.clone(), d.clone()),
+                None => docs.remove(key),
+            };
+        }
+    }
+    Ok(docs)
+}
+
+/// `catch_up_as` with `batch` log entries per transaction. `fresh`: the projection was
+/// just reset and only this call writes it, so it can track what exists (see `Written`);
+/// if another runner's commit shows up, it goes back to looking every key up.
+///
+/// Each batch is computed while the previous one commits (and the next is read from the
+/// log): the projection's commits run on the store's side, the projection's `apply` here,
+/// so the two use both cores. If that commit finds that another runner moved the
+/// checkpoint, the batch computed on top of it is thrown away.
 async fn catch_up_batched(
     store: &dyn Store,
     p: &dyn Projection,
     stored_as: &str,
     batch: u32,
+    fresh: bool,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<u64, ProjectionError> {
     let mut races = 0;
+    // Where the store's checkpoint is, as far as this runner knows.
     let mut from = store.projection_checkpoint(stored_as).await?;
+    let mut written = (fresh && from == 0).then(|| Written {
+        hashes: HashSet::new(),
+    });
     let mut entries = store.read_log(from, batch).await?;
+    // The commit in flight: where it moves the checkpoint, and what it writes.
+    let mut pending: Option<(u64, Overlay)> = None;
+    let mut commit: Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + '_>> =
+        Box::pin(async { Ok(()) });
     loop {
         let Some(last) = entries.last() else {
-            return Ok(from);
+            // Only the commit in flight is left.
+            let Some((to, _)) = pending.take() else {
+                return Ok(from);
+            };
+            match std::mem::replace(&mut commit, Box::pin(async { Ok(()) })).await {
+                Ok(()) => {
+                    progress(to);
+                    return Ok(to);
+                }
+                Err(StoreError::CheckpointMoved { actual, .. }) if races < MAX_CHECKPOINT_RACES => {
+                    races += 1;
+                    from = actual;
+                    written = None;
+                    entries = store.read_log(from, batch).await?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
         };
+        let base = pending.as_ref().map_or(from, |(to, _)| *to);
         let to = last.position;
-        let mut docs = store.load_docs(stored_as, &p.keys(&entries)).await?;
-        for prefix in p.prefixes(&entries) {
-            docs.extend(store.list_docs_prefix(stored_as, &prefix).await?);
-        }
-        let changes = p.apply(docs, &entries)?;
-        // Read the next batch while this one commits: the log is read on the store's main
-        // connections and projections commit on their own, so the two overlap.
-        let (committed, next) = futures::join!(
-            store.commit_projection(stored_as, from, to, changes),
-            store.read_log(to, batch)
-        );
+        let overlay = pending.as_ref().map(|(_, o)| o);
+        let empty = Overlay::default();
+        let work = async {
+            let docs = load(
+                store,
+                p,
+                stored_as,
+                &entries,
+                overlay.unwrap_or(&empty),
+                written.as_ref(),
+            )
+            .await?;
+            p.apply(docs, &entries)
+        };
+        let (committed, changes, next) = futures::join!(commit, work, store.read_log(to, batch));
         match committed {
             Ok(()) => {
-                from = to;
-                progress(to);
-                entries = next?;
+                if pending.is_some() {
+                    from = base;
+                    progress(base);
+                }
             }
             Err(StoreError::CheckpointMoved { actual, .. }) if races < MAX_CHECKPOINT_RACES => {
-                // Another process applied these entries first; continue from where it got.
+                // Another process applied these entries first; continue from where it got,
+                // looking up every key from now on: it wrote keys this runner has not seen.
+                // The batch computed on top of the lost commit goes too.
                 races += 1;
                 from = actual;
+                written = None;
+                pending = None;
+                commit = Box::pin(async { Ok(()) });
                 entries = store.read_log(from, batch).await?;
+                continue;
             }
             Err(e) => return Err(e.into()),
         }
+        let changes = changes?;
+        if let Some(w) = &mut written {
+            if !w.note(&changes) {
+                written = None;
+            }
+        }
+        let next = next?;
+        pending = Some((to, Overlay::of(&changes)));
+        commit = Box::pin(store.commit_projection(stored_as, from, to, changes));
+        entries = next;
     }
 }
 
@@ -109,28 +269,22 @@ pub async fn catch_up(store: &dyn Store, p: &dyn Projection) -> Result<u64, Proj
     catch_up_as(store, p, p.name(), &mut |_| {}).await
 }
 
-/// SHA-256 over every document of a stored projection, in key order. Two projections with
-/// the same digest hold the same bytes.
+/// SHA-256 over every document of a stored projection, in key order (see
+/// `Store::digest_docs`). Two projections with the same digest hold the same bytes.
 pub async fn digest(store: &dyn Store, stored_as: &str) -> Result<[u8; 32], ProjectionError> {
-    let mut h = Sha256::new();
-    let mut after: Option<String> = None;
+    Ok(store.digest_docs(stored_as).await?)
+}
+
+/// Deletes the rows of every dropped projection generation, [`RECLAIM_CHUNK`] per
+/// transaction; returns how many.
+pub async fn reclaim(store: &dyn Store) -> Result<u64, ProjectionError> {
+    let mut total = 0;
     loop {
-        // Page by page: a projection can be far larger than what should be held at once.
-        let page = store
-            .list_docs_page(stored_as, after.as_deref(), DIGEST_PAGE)
-            .await?;
-        for (k, doc) in &page {
-            h.update((k.len() as u64).to_le_bytes());
-            h.update(k.as_bytes());
-            h.update((doc.len() as u64).to_le_bytes());
-            h.update(doc);
-        }
-        match page.into_iter().last() {
-            Some((k, _)) => after = Some(k),
-            None => break,
+        match store.reclaim_projections(RECLAIM_CHUNK).await? {
+            0 => return Ok(total),
+            n => total += n,
         }
     }
-    Ok(h.finalize().into())
 }
 
 /// The outcome of a rebuild.
@@ -146,7 +300,8 @@ pub struct Rebuilt {
 
 /// Recomputes a projection from the start of the log into a shadow copy, then swaps it in
 /// atomically: readers keep seeing the old projection until the swap, and a crash midway
-/// leaves the live projection untouched. While writers keep appending, the two digests
+/// leaves the live projection untouched. The replaced projection's rows stay in the store
+/// until [`reclaim`] (which callers run next, and every rebuild runs first). While writers keep appending, the two digests
 /// are only comparable when both copies reach the same position; rebuild retries a few
 /// times for that and otherwise compares what it has.
 pub async fn rebuild(
@@ -156,18 +311,29 @@ pub async fn rebuild(
 ) -> Result<Rebuilt, ProjectionError> {
     let shadow = format!("{}.rebuild", p.name());
     store.reset_projection(&shadow).await?;
-    let mut position = catch_up_batched(store, p, &shadow, REBUILD_BATCH, progress).await?;
-    for _ in 0..MAX_CHECKPOINT_RACES {
-        let live = catch_up(store, p).await?;
-        position = catch_up_as(store, p, &shadow, progress).await?;
-        if live == position {
-            break;
+    // What an interrupted rebuild (or a caller that did not reclaim) left goes first.
+    reclaim(store).await?;
+    // The live projection is digested while the shadow is computed: the two overlap on
+    // the two connections. The digest holds if the live projection has not moved on
+    // meanwhile and the shadow reached the same position.
+    let live_at = catch_up(store, p).await?;
+    let (rebuilt_at, live_digest) = futures::join!(
+        catch_up_batched(store, p, &shadow, REBUILD_BATCH, true, progress),
+        digest(store, p.name())
+    );
+    let mut position = rebuilt_at?;
+    let mut live_digest = live_digest?;
+    if position != live_at || store.projection_checkpoint(p.name()).await? != live_at {
+        for _ in 0..MAX_CHECKPOINT_RACES {
+            let live = catch_up(store, p).await?;
+            position = catch_up_as(store, p, &shadow, progress).await?;
+            if live == position {
+                break;
+            }
         }
+        live_digest = digest(store, p.name()).await?;
     }
-    // Both digests at once: each walks a whole projection, on its own connection.
-    let (live_digest, rebuilt_digest) =
-        futures::join!(digest(store, p.name()), digest(store, &shadow));
-    let (live_digest, rebuilt_digest) = (live_digest?, rebuilt_digest?);
+    let rebuilt_digest = digest(store, &shadow).await?;
     store.replace_projection(&shadow, p.name()).await?;
     Ok(Rebuilt {
         live_digest,

@@ -730,12 +730,7 @@ fn apply_to(
     // Sharing and divergence can change after the fact (a concurrent transition that wins
     // supersedes what an item was authored under): a link event re-derives every item,
     // an item event only its item. An item is rewritten only when something changed.
-    let touched = ev.item().map(|i| i.to_string());
-    let all = matches!(ev, Event::Outsource { .. });
-    for (id, s) in items
-        .iter_mut()
-        .filter(|(id, _)| all || touched.as_deref() == Some(id.as_str()))
-    {
+    let mut rederive = |id: &str, s: &mut StoredItem| -> Result<(), ProjectionError> {
         let i = &mut s.item;
         let diverged_now = diverged(
             &links,
@@ -760,7 +755,18 @@ fn apply_to(
         if i.diverged != diverged_now || i.sharing != sharing_now {
             i.diverged = diverged_now;
             i.sharing = sharing_now.to_string();
-            dirty_items.insert(id.clone());
+            dirty_items.insert(id.to_string());
+        }
+        Ok(())
+    };
+    if matches!(ev, Event::Outsource { .. }) {
+        for (id, s) in items.iter_mut() {
+            rederive(id, s)?;
+        }
+    } else if let Some(id) = ev.item().map(|i| i.to_string()) {
+        // Looked up, not searched for: a ticket can have thousands of items.
+        if let Some(s) = items.get_mut(&id) {
+            rederive(&id, s)?;
         }
     }
     v.version = e.version;

@@ -10,6 +10,7 @@ pub mod channel;
 pub mod error;
 mod log_reader;
 pub mod postgres;
+mod projection_conn;
 mod rows;
 pub mod sqlite;
 pub mod verify;
@@ -18,6 +19,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 use ticketsync_wire::{LogEntry, NewEntry};
 use ulid::Ulid;
 
@@ -32,7 +34,7 @@ pub use verify::{
 };
 
 /// The store schema this build writes and understands.
-pub const STORE_SCHEMA: u32 = 4;
+pub const STORE_SCHEMA: u32 = 5;
 /// Most entries returned by one `read_log` call.
 pub const MAX_READ_BATCH: u32 = 10_000;
 
@@ -223,6 +225,29 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 
+    /// SHA-256 over every document of a projection in key order (by bytes): for each, the
+    /// key's length in bytes (u64, little-endian), the key, the document's length (the
+    /// same) and the document. Two projections with the same digest hold the same bytes.
+    /// This default reads page by page with `list_docs_page`; backends may override it to
+    /// read one snapshot and hash where they read.
+    async fn digest_docs(&self, projection: &str) -> Result<[u8; 32], StoreError> {
+        let mut h = DocsDigest::default();
+        let mut after: Option<String> = None;
+        loop {
+            // Page by page: a projection can be far larger than what should be held at once.
+            let page = self
+                .list_docs_page(projection, after.as_deref(), DIGEST_PAGE)
+                .await?;
+            for (k, doc) in &page {
+                h.add(k.as_bytes(), doc);
+            }
+            match page.into_iter().last() {
+                Some((k, _)) => after = Some(k),
+                None => return Ok(h.finish()),
+            }
+        }
+    }
+
     /// The documents of a projection whose keys start with `prefix`, ordered by key (by
     /// bytes on both backends).
     async fn list_docs_prefix(
@@ -243,11 +268,22 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Drops every document of a projection and its checkpoint, in one transaction.
+    /// Backends may leave the rows to `reclaim_projections`.
     async fn reset_projection(&self, projection: &str) -> Result<(), StoreError>;
 
     /// Replaces projection `live` with the documents and checkpoint of `shadow`, and drops
-    /// `shadow`, in one transaction: readers see the old projection or the new one, never a mix.
+    /// `shadow`, in one transaction: readers see the old projection or the new one, never a
+    /// mix. It costs the same whatever the projections' sizes: the names point at
+    /// generations of documents, and the replaced generation's rows are left to
+    /// `reclaim_projections`.
     async fn replace_projection(&self, shadow: &str, live: &str) -> Result<(), StoreError>;
+
+    /// Deletes up to `limit` documents of the projection generations that
+    /// `replace_projection` and `reset_projection` dropped, in one transaction, and
+    /// forgets a generation once its documents are gone. Returns how many it deleted: 0
+    /// when nothing is left. Until then those rows stay in the database (unreadable, but
+    /// taking space); callers loop, so that other writers get in between.
+    async fn reclaim_projections(&self, limit: u32) -> Result<u64, StoreError>;
 
     /// Reads an instance setting.
     async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError>;
@@ -335,6 +371,26 @@ pub trait Store: Send + Sync {
 
     /// Every quarantine record, oldest first.
     async fn list_quarantine(&self) -> Result<Vec<QuarantineRecord>, StoreError>;
+}
+
+/// Documents read per page by the default `Store::digest_docs`.
+pub const DIGEST_PAGE: u32 = 2_000;
+
+/// The hash `Store::digest_docs` computes, document by document in key order.
+#[derive(Default)]
+pub struct DocsDigest(Sha256);
+
+impl DocsDigest {
+    pub fn add(&mut self, key: &[u8], doc: &[u8]) {
+        self.0.update((key.len() as u64).to_le_bytes());
+        self.0.update(key);
+        self.0.update((doc.len() as u64).to_le_bytes());
+        self.0.update(doc);
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
 }
 
 /// The smallest string greater than every string that starts with `prefix` (`None` when

@@ -150,12 +150,14 @@ impl LogReaders {
             // from seeking the primary key to the page's start.
             let mut st = match &after {
                 Some(_) => conn.prepare_cached(
-                    "SELECT key, doc FROM projection_docs \
-                     WHERE projection = ?1 AND key > ?2 ORDER BY key LIMIT ?3",
+                    "SELECT key, doc FROM projection_docs WHERE generation = \
+                     (SELECT generation FROM projection_generations WHERE name = ?1) \
+                     AND key > ?2 ORDER BY key LIMIT ?3",
                 )?,
                 None => conn.prepare_cached(
-                    "SELECT key, doc FROM projection_docs \
-                     WHERE projection = ?1 ORDER BY key LIMIT ?2",
+                    "SELECT key, doc FROM projection_docs WHERE generation = \
+                     (SELECT generation FROM projection_generations WHERE name = ?1) \
+                     ORDER BY key LIMIT ?2",
                 )?,
             };
             let limit = i64::from(limit);

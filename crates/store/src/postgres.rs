@@ -526,7 +526,7 @@ impl Store for PgStore {
 
     async fn projection_checkpoint(&self, projection: &str) -> Result<u64, StoreError> {
         let v: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
+            sqlx::query_scalar("SELECT position FROM projection_generations WHERE name = $1")
                 .bind(projection)
                 .fetch_optional(&self.pool)
                 .await
@@ -540,7 +540,8 @@ impl Store for PgStore {
         keys: &[String],
     ) -> Result<HashMap<String, Vec<u8>>, StoreError> {
         let rows: Vec<(String, Vec<u8>)> = sqlx::query_as(
-            "SELECT key, doc FROM projection_docs WHERE projection = $1 AND key = ANY($2)",
+            "SELECT key, doc FROM projection_docs WHERE generation = \
+             (SELECT generation FROM projection_generations WHERE name = $1) AND key = ANY($2)",
         )
         .bind(projection)
         .bind(keys)
@@ -554,11 +555,14 @@ impl Store for PgStore {
         // Keys are `COLLATE "C"` (migration 0003): ordered by bytes, as SQLite's default
         // BINARY collation orders them, so digests over documents in key order agree
         // between the backends.
-        sqlx::query_as("SELECT key, doc FROM projection_docs WHERE projection = $1 ORDER BY key")
-            .bind(projection)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)
+        sqlx::query_as(
+            "SELECT key, doc FROM projection_docs WHERE generation = \
+             (SELECT generation FROM projection_generations WHERE name = $1) ORDER BY key",
+        )
+        .bind(projection)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
     }
 
     async fn list_docs_page(
@@ -571,13 +575,16 @@ impl Store for PgStore {
         // seeks to the page's start instead of filtering from the first key on.
         let q = match after {
             Some(after) => sqlx::query_as(
-                "SELECT key, doc FROM projection_docs \
-                 WHERE projection = $1 AND key > $2 ORDER BY key LIMIT $3",
+                "SELECT key, doc FROM projection_docs WHERE generation = \
+                 (SELECT generation FROM projection_generations WHERE name = $1) \
+                 AND key > $2 ORDER BY key LIMIT $3",
             )
             .bind(projection)
             .bind(after),
             None => sqlx::query_as(
-                "SELECT key, doc FROM projection_docs WHERE projection = $1 ORDER BY key LIMIT $2",
+                "SELECT key, doc FROM projection_docs WHERE generation = \
+                 (SELECT generation FROM projection_generations WHERE name = $1) \
+                 ORDER BY key LIMIT $2",
             )
             .bind(projection),
         };
@@ -598,15 +605,17 @@ impl Store for PgStore {
         // the prefix's upper bound instead of running to the projection's last key.
         let q = match crate::prefix_upper_bound(prefix) {
             Some(upper) => sqlx::query_as(
-                "SELECT key, doc FROM projection_docs \
-                 WHERE projection = $1 AND key >= $2 AND key < $3 ORDER BY key",
+                "SELECT key, doc FROM projection_docs WHERE generation = \
+                 (SELECT generation FROM projection_generations WHERE name = $1) \
+                 AND key >= $2 AND key < $3 ORDER BY key",
             )
             .bind(projection)
             .bind(prefix)
             .bind(upper),
             None => sqlx::query_as(
-                "SELECT key, doc FROM projection_docs \
-                 WHERE projection = $1 AND key >= $2 ORDER BY key",
+                "SELECT key, doc FROM projection_docs WHERE generation = \
+                 (SELECT generation FROM projection_generations WHERE name = $1) \
+                 AND key >= $2 ORDER BY key",
             )
             .bind(projection)
             .bind(prefix),
@@ -625,15 +634,15 @@ impl Store for PgStore {
         // Make sure the row exists, then lock it: two runners racing from the same
         // checkpoint queue here, and the second sees the first's committed position.
         sqlx::query(
-            "INSERT INTO projection_checkpoints (name, position) VALUES ($1, 0) \
+            "INSERT INTO projection_generations (name, position) VALUES ($1, 0) \
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(projection)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        let cur: i64 = sqlx::query_scalar(
-            "SELECT position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
+        let (generation, cur): (i64, i64) = sqlx::query_as(
+            "SELECT generation, position FROM projection_generations WHERE name = $1 FOR UPDATE",
         )
         .bind(projection)
         .fetch_one(&mut *tx)
@@ -651,10 +660,10 @@ impl Store for PgStore {
             match c {
                 DocChange::Put { key, doc } => {
                     sqlx::query(
-                        "INSERT INTO projection_docs (projection, key, doc) VALUES ($1, $2, $3) \
-                         ON CONFLICT (projection, key) DO UPDATE SET doc = excluded.doc",
+                        "INSERT INTO projection_docs (generation, key, doc) VALUES ($1, $2, $3) \
+                         ON CONFLICT (generation, key) DO UPDATE SET doc = excluded.doc",
                     )
-                    .bind(projection)
+                    .bind(generation)
                     .bind(key)
                     .bind(doc)
                     .execute(&mut *tx)
@@ -662,8 +671,8 @@ impl Store for PgStore {
                     .map_err(db)?;
                 }
                 DocChange::Delete { key } => {
-                    sqlx::query("DELETE FROM projection_docs WHERE projection = $1 AND key = $2")
-                        .bind(projection)
+                    sqlx::query("DELETE FROM projection_docs WHERE generation = $1 AND key = $2")
+                        .bind(generation)
                         .bind(key)
                         .execute(&mut *tx)
                         .await
@@ -671,8 +680,8 @@ impl Store for PgStore {
                 }
             }
         }
-        sqlx::query("UPDATE projection_checkpoints SET position = $2 WHERE name = $1")
-            .bind(projection)
+        sqlx::query("UPDATE projection_generations SET position = $2 WHERE generation = $1")
+            .bind(generation)
             .bind(to_i64(to)?)
             .execute(&mut *tx)
             .await
@@ -682,28 +691,23 @@ impl Store for PgStore {
     }
 
     async fn reset_projection(&self, projection: &str) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        for sql in [
-            "DELETE FROM projection_docs WHERE projection = $1",
-            "DELETE FROM projection_checkpoints WHERE name = $1",
-        ] {
-            sqlx::query(sql)
-                .bind(projection)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)?;
+        // Retiring the generation drops documents and checkpoint at once;
+        // `reclaim_projections` deletes the rows.
+        sqlx::query("UPDATE projection_generations SET name = NULL WHERE name = $1")
+            .bind(projection)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
     async fn replace_projection(&self, shadow: &str, live: &str) -> Result<(), StoreError> {
+        // Two one-row updates, whatever the projections' sizes: the live name moves to the
+        // shadow's generation and the old one is retired for `reclaim_projections`.
         let mut tx = self.begin().await?;
         for sql in [
-            "DELETE FROM projection_docs WHERE projection = $2",
-            "DELETE FROM projection_checkpoints WHERE name = $2",
-            "UPDATE projection_docs SET projection = $2 WHERE projection = $1",
-            "UPDATE projection_checkpoints SET name = $2 WHERE name = $1",
+            "UPDATE projection_generations SET name = NULL WHERE name = $2",
+            "UPDATE projection_generations SET name = $2 WHERE name = $1",
         ] {
             sqlx::query(sql)
                 .bind(shadow)
@@ -714,6 +718,44 @@ impl Store for PgStore {
         }
         tx.commit().await.map_err(db)?;
         Ok(())
+    }
+
+    async fn reclaim_projections(&self, limit: u32) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut deleted = 0;
+        while deleted < u64::from(limit) {
+            // A generation another reclaimer holds is skipped, not waited for.
+            let Some(generation): Option<i64> = sqlx::query_scalar(
+                "SELECT generation FROM projection_generations WHERE name IS NULL \
+                 LIMIT 1 FOR UPDATE SKIP LOCKED",
+            )
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            else {
+                break;
+            };
+            let left = u64::from(limit) - deleted;
+            let r = sqlx::query(
+                "DELETE FROM projection_docs WHERE generation = $1 AND key IN \
+                 (SELECT key FROM projection_docs WHERE generation = $1 ORDER BY key LIMIT $2)",
+            )
+            .bind(generation)
+            .bind(i64::try_from(left).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            deleted += r.rows_affected();
+            if r.rows_affected() < left {
+                sqlx::query("DELETE FROM projection_generations WHERE generation = $1")
+                    .bind(generation)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(deleted)
     }
 
     async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {

@@ -20,6 +20,7 @@ use crate::channel::{
     ChannelEntry, ChannelHead, Inbound, Outgoing, Partner, PartnerState, QuarantineRecord,
 };
 use crate::log_reader::LogReaders;
+use crate::projection_conn::ProjectionConn;
 use crate::rows::{hash32, head_of, parse_ulid, to_i64, to_u64};
 use crate::{
     DocChange, HashedVisit, Head, Store, StoreError, StreamAppend, MAX_READ_BATCH, STORE_SCHEMA,
@@ -41,13 +42,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// One connection with `synchronous=NORMAL` for projection commits (and the relay's
-    /// acknowledged-up-to marker, which only saves republishing): projections
-    /// are derived from the log and carry their checkpoint, so a power loss may take back
-    /// the latest projection commits (the runner redoes them from the checkpoint it finds)
-    /// but never a log entry, which is committed with `synchronous=FULL` on `pool`. In WAL
-    /// mode a later FULL commit also makes every earlier frame durable, so a projection can
-    /// never be ahead of the log it was computed from.
+    /// One connection with `synchronous=NORMAL` for the relay's acknowledged-up-to marker,
+    /// which only saves republishing: a power loss may take back its latest value, never a
+    /// log entry, which is committed with `synchronous=FULL` on `pool`.
     projection_pool: SqlitePool,
     /// The head after this process's latest append, which the next single-event append
     /// seals against (`append_one`); stale when another process appended since, which the
@@ -55,6 +52,13 @@ pub struct SqliteStore {
     head_seen: Arc<Mutex<Option<Head>>>,
     /// The log's readers (`read_log`, `scan_log`), which bypass sqlx: see `log_reader`.
     readers: Arc<LogReaders>,
+    /// Projection loads and commits, which bypass sqlx: see `projection_conn`. It commits
+    /// with `synchronous=NORMAL`: projections are derived from the log and carry their
+    /// checkpoint, so a power loss may take back the latest projection commits (the runner
+    /// redoes them from the checkpoint it finds) but never a log entry. In WAL mode a later
+    /// FULL commit also makes every earlier frame durable, so a projection can never be
+    /// ahead of the log it was computed from.
+    projections: Arc<ProjectionConn>,
 }
 
 pub(crate) const ENTRY_COLUMNS: &str =
@@ -103,20 +107,19 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let readers = Arc::new(LogReaders::new(path));
+        let projections = Arc::new(ProjectionConn::new(path));
         let check = SqliteStore {
             pool: pool.clone(),
             projection_pool: pool.clone(),
             head_seen: Arc::default(),
             readers: readers.clone(),
+            projections: projections.clone(),
         };
         check.check_schema().await?;
         MIGRATOR.run(&pool).await?;
         let projection_pool = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(
-                opts.synchronous(SqliteSynchronous::Normal)
-                    .pragma("cache_size", format!("-{PROJECTION_CACHE_KIB}")),
-            )
+            .connect_with(opts.synchronous(SqliteSynchronous::Normal))
             .await
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         let store = SqliteStore {
@@ -124,6 +127,7 @@ impl SqliteStore {
             projection_pool,
             head_seen: Arc::default(),
             readers,
+            projections,
         };
         let head = store.head().await?;
         *store.head_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(head);
@@ -372,31 +376,6 @@ fn bind_entry<'q>(q: Query<'q>, e: &'q LogEntry) -> Result<Query<'q>, StoreError
         .bind(&e.hash[..]))
 }
 
-/// Projection documents written (or keys looked up) by one statement.
-pub const DOC_CHUNK: usize = 200;
-
-/// Upserts projection documents, in order, with one statement.
-async fn put_docs(
-    tx: &mut Tx,
-    projection: &str,
-    puts: Vec<(String, Vec<u8>)>,
-) -> Result<(), StoreError> {
-    if puts.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
-        "INSERT INTO projection_docs (projection, key, doc) VALUES {} \
-         ON CONFLICT (projection, key) DO UPDATE SET doc = excluded.doc",
-        vec!["(?, ?, ?)"; puts.len()].join(", ")
-    );
-    let mut q = sqlx::query(&sql).persistent(puts.len() == 1 || puts.len() == DOC_CHUNK);
-    for (key, doc) in puts {
-        q = q.bind(projection).bind(key).bind(doc);
-    }
-    q.execute(&mut **tx).await?;
-    Ok(())
-}
-
 /// Adds outbound channel entries within an open write transaction, continuing each
 /// partner's chain.
 async fn outgoing_in_tx(tx: &mut Tx, outgoing: Vec<Outgoing>) -> Result<(), StoreError> {
@@ -567,7 +546,7 @@ impl Store for SqliteStore {
 
     async fn projection_checkpoint(&self, projection: &str) -> Result<u64, StoreError> {
         let v: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = ?")
+            sqlx::query_scalar("SELECT position FROM projection_generations WHERE name = ?")
                 .bind(projection)
                 .fetch_optional(&self.pool)
                 .await?;
@@ -579,35 +558,20 @@ impl Store for SqliteStore {
         projection: &str,
         keys: &[String],
     ) -> Result<HashMap<String, Vec<u8>>, StoreError> {
-        let mut out = HashMap::with_capacity(keys.len());
         // On the projection connection: its page cache holds the pages its commits wrote,
         // which are the ones a runner reads back next.
-        let mut conn = self.projection_pool.acquire().await?;
-        for chunk in keys.chunks(DOC_CHUNK) {
-            let sql = format!(
-                "SELECT key, doc FROM projection_docs WHERE projection = ? AND key IN ({})",
-                vec!["?"; chunk.len()].join(", ")
-            );
-            let mut q = sqlx::query_as::<_, (String, Vec<u8>)>(&sql)
-                .persistent(chunk.len() == 1 || chunk.len() == DOC_CHUNK)
-                .bind(projection);
-            for k in chunk {
-                q = q.bind(k.as_str());
-            }
-            out.extend(q.fetch_all(&mut *conn).await?);
-        }
-        Ok(out)
+        self.projections.load_docs(projection, keys).await
     }
 
     async fn list_docs(&self, projection: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        Ok(
-            sqlx::query_as(
-                "SELECT key, doc FROM projection_docs WHERE projection = ? ORDER BY key",
-            )
-            .bind(projection)
-            .fetch_all(&self.pool)
-            .await?,
+        Ok(sqlx::query_as(
+            "SELECT key, doc FROM projection_docs \
+                 WHERE generation = (SELECT generation FROM projection_generations WHERE name = ?) \
+                 ORDER BY key",
         )
+        .bind(projection)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn list_docs_page(
@@ -619,36 +583,16 @@ impl Store for SqliteStore {
         self.readers.docs_page(projection, after, limit).await
     }
 
+    async fn digest_docs(&self, projection: &str) -> Result<[u8; 32], StoreError> {
+        self.projections.digest(projection).await
+    }
+
     async fn list_docs_prefix(
         &self,
         projection: &str,
         prefix: &str,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        // A key range rather than LIKE, so the primary key index answers it (keys compare
-        // by bytes under SQLite's default BINARY collation).
-        Ok(match crate::prefix_upper_bound(prefix) {
-            Some(upper) => {
-                sqlx::query_as(
-                    "SELECT key, doc FROM projection_docs \
-                     WHERE projection = ? AND key >= ? AND key < ? ORDER BY key",
-                )
-                .bind(projection)
-                .bind(prefix)
-                .bind(upper)
-                .fetch_all(&self.projection_pool)
-                .await?
-            }
-            None => {
-                sqlx::query_as(
-                    "SELECT key, doc FROM projection_docs \
-                     WHERE projection = ? AND key >= ? ORDER BY key",
-                )
-                .bind(projection)
-                .bind(prefix)
-                .fetch_all(&self.projection_pool)
-                .await?
-            }
-        })
+        self.projections.docs_prefix(projection, prefix).await
     }
 
     async fn commit_projection(
@@ -658,75 +602,26 @@ impl Store for SqliteStore {
         to: u64,
         changes: Vec<DocChange>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.projection_pool.begin_with("BEGIN IMMEDIATE").await?;
-        let cur: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = ?")
-                .bind(projection)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let cur = to_u64(cur.unwrap_or(0), "checkpoint")?;
-        if cur != from {
-            return Err(StoreError::CheckpointMoved {
-                projection: projection.to_string(),
-                expected: from,
-                actual: cur,
-            });
-        }
-        // Runs of puts go in multi-row upserts (rows of one statement are applied in order,
-        // so a key put twice ends with the later document, as with one statement each).
-        let mut puts: Vec<(String, Vec<u8>)> = Vec::new();
-        for c in changes {
-            match c {
-                DocChange::Put { key, doc } => {
-                    puts.push((key, doc));
-                    if puts.len() >= DOC_CHUNK {
-                        put_docs(&mut tx, projection, std::mem::take(&mut puts)).await?;
-                    }
-                }
-                DocChange::Delete { key } => {
-                    put_docs(&mut tx, projection, std::mem::take(&mut puts)).await?;
-                    sqlx::query("DELETE FROM projection_docs WHERE projection = ? AND key = ?")
-                        .bind(projection)
-                        .bind(key)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-        }
-        put_docs(&mut tx, projection, puts).await?;
-        sqlx::query(
-            "INSERT INTO projection_checkpoints (name, position) VALUES (?, ?) \
-             ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-        )
-        .bind(projection)
-        .bind(to_i64(to)?)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.projections.commit(projection, from, to, changes).await
     }
 
     async fn reset_projection(&self, projection: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query("DELETE FROM projection_docs WHERE projection = ?")
+        // Retiring the generation drops documents and checkpoint at once (one statement is
+        // its own transaction); `reclaim_projections` deletes the rows.
+        sqlx::query("UPDATE projection_generations SET name = NULL WHERE name = ?")
             .bind(projection)
-            .execute(&mut *tx)
+            .execute(&self.pool)
             .await?;
-        sqlx::query("DELETE FROM projection_checkpoints WHERE name = ?")
-            .bind(projection)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
         Ok(())
     }
 
     async fn replace_projection(&self, shadow: &str, live: &str) -> Result<(), StoreError> {
+        // Two one-row updates, whatever the projections' sizes: the live name moves to the
+        // shadow's generation and the old one is retired for `reclaim_projections`.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for sql in [
-            "DELETE FROM projection_docs WHERE projection = ?2",
-            "DELETE FROM projection_checkpoints WHERE name = ?2",
-            "UPDATE projection_docs SET projection = ?2 WHERE projection = ?1",
-            "UPDATE projection_checkpoints SET name = ?2 WHERE name = ?1",
+            "UPDATE projection_generations SET name = NULL WHERE name = ?2",
+            "UPDATE projection_generations SET name = ?2 WHERE name = ?1",
         ] {
             sqlx::query(sql)
                 .bind(shadow)
@@ -736,6 +631,56 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn reclaim_projections(&self, limit: u32) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut deleted = 0;
+        while deleted < u64::from(limit) {
+            let Some(generation): Option<i64> = sqlx::query_scalar(
+                "SELECT generation FROM projection_generations WHERE name IS NULL LIMIT 1",
+            )
+            .fetch_optional(&mut *tx)
+            .await?
+            else {
+                break;
+            };
+            let left = i64::try_from(u64::from(limit) - deleted).unwrap_or(i64::MAX);
+            // The key this share ends before, found on the primary key (SQLite's `DELETE`
+            // takes no `LIMIT` in the default build).
+            let bound: Option<String> = sqlx::query_scalar(
+                "SELECT key FROM projection_docs WHERE generation = ? \
+                 ORDER BY key LIMIT 1 OFFSET ?",
+            )
+            .bind(generation)
+            .bind(left)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let r = match &bound {
+                Some(b) => {
+                    sqlx::query("DELETE FROM projection_docs WHERE generation = ? AND key < ?")
+                        .bind(generation)
+                        .bind(b)
+                        .execute(&mut *tx)
+                        .await?
+                }
+                None => {
+                    sqlx::query("DELETE FROM projection_docs WHERE generation = ?")
+                        .bind(generation)
+                        .execute(&mut *tx)
+                        .await?
+                }
+            };
+            deleted += r.rows_affected();
+            if bound.is_none() {
+                sqlx::query("DELETE FROM projection_generations WHERE generation = ?")
+                    .bind(generation)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {

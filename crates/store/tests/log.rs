@@ -1439,12 +1439,13 @@ async fn a_replace_that_fails_midway_leaves_both_projections_as_they_were(kind: 
     let db = Db::fresh(kind).await;
     let s = &*db.store;
     live_and_shadow(s).await;
-    // Make the last step, moving the checkpoint to the live name, fail however it is done.
+    // Make the last step, moving the live name to the shadow's generation, fail however it
+    // is done.
     match kind {
         Kind::Sqlite => {
             for op in ["INSERT", "UPDATE"] {
                 db.exec_raw(&format!(
-                    "CREATE TRIGGER test_fail_{op} BEFORE {op} ON projection_checkpoints \
+                    "CREATE TRIGGER test_fail_{op} BEFORE {op} ON projection_generations \
                      WHEN NEW.name = 'tickets' BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
                 ))
                 .await;
@@ -1454,7 +1455,7 @@ async fn a_replace_that_fails_midway_leaves_both_projections_as_they_were(kind: 
             db.exec_raw(
                 "CREATE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$ \
                  BEGIN RAISE EXCEPTION 'injected failure'; END $$; \
-                 CREATE TRIGGER test_fail BEFORE INSERT OR UPDATE ON projection_checkpoints \
+                 CREATE TRIGGER test_fail BEFORE INSERT OR UPDATE ON projection_generations \
                  FOR EACH ROW WHEN (NEW.name = 'tickets') EXECUTE FUNCTION test_fail()",
             )
             .await;
@@ -1486,6 +1487,91 @@ async fn reset_projection_drops_only_that_projection(kind: Kind) {
     assert_eq!(s.projection_checkpoint("tickets").await.unwrap(), 0);
     assert_eq!(s.projection_checkpoint("tickets.rebuild").await.unwrap(), 9);
     assert_eq!(s.list_docs("billing").await.unwrap().len(), 1);
+}
+
+async fn a_replaced_projection_keeps_its_rows_until_reclaimed_and_then_loses_only_those(
+    kind: Kind,
+) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
+    live_and_shadow(s).await;
+    s.replace_projection("tickets.rebuild", "tickets")
+        .await
+        .unwrap();
+    // The swap moved a name; the old live rows are still there, out of every reader's sight.
+    assert_eq!(db.count_rows("projection_docs").await, 5);
+    assert_eq!(s.reclaim_projections(1).await.unwrap(), 1);
+    assert_eq!(s.reclaim_projections(10).await.unwrap(), 1);
+    assert_eq!(s.reclaim_projections(10).await.unwrap(), 0);
+    assert_eq!(db.count_rows("projection_docs").await, 3);
+    assert_eq!(db.count_rows("projection_generations").await, 2);
+    assert_eq!(
+        s.list_docs("tickets").await.unwrap(),
+        docs(&[("b", "new b"), ("c", "new c")])
+    );
+    assert_eq!(s.projection_checkpoint("tickets").await.unwrap(), 9);
+    assert_eq!(
+        s.list_docs("billing").await.unwrap(),
+        docs(&[("x", "billing x")])
+    );
+}
+
+async fn a_reset_projection_starts_empty_before_and_after_its_rows_are_reclaimed(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
+    live_and_shadow(s).await;
+    s.reset_projection("tickets.rebuild").await.unwrap();
+    // Written again from 0 before the dropped rows are gone: none of them shows through.
+    s.commit_projection("tickets.rebuild", 0, 2, vec![put("a", "again a")])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_docs("tickets.rebuild").await.unwrap(),
+        docs(&[("a", "again a")])
+    );
+    assert_eq!(
+        s.load_docs("tickets.rebuild", &["b".to_string(), "c".to_string()])
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(s.reclaim_projections(100).await.unwrap(), 2);
+    assert_eq!(s.reclaim_projections(100).await.unwrap(), 0);
+    assert_eq!(
+        s.list_docs("tickets.rebuild").await.unwrap(),
+        docs(&[("a", "again a")])
+    );
+    assert_eq!(s.projection_checkpoint("tickets.rebuild").await.unwrap(), 2);
+    assert_eq!(
+        s.list_docs("tickets").await.unwrap(),
+        docs(&[("a", "old a"), ("b", "old b")])
+    );
+}
+
+async fn digest_docs_hashes_each_key_and_document_with_their_lengths_in_key_order(kind: Kind) {
+    use sha2::{Digest, Sha256};
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
+    let empty: [u8; 32] = Sha256::digest(b"").into();
+    assert_eq!(s.digest_docs("tickets").await.unwrap(), empty);
+    live_and_shadow(s).await;
+    let mut h = Sha256::new();
+    for (k, doc) in [("a", "old a"), ("b", "old b")] {
+        h.update((k.len() as u64).to_le_bytes());
+        h.update(k);
+        h.update((doc.len() as u64).to_le_bytes());
+        h.update(doc);
+    }
+    let want: [u8; 32] = h.finalize().into();
+    assert_eq!(s.digest_docs("tickets").await.unwrap(), want);
+    // Only the name's current generation counts: the swap changes the digest, and the
+    // retired rows (not reclaimed yet) do not show.
+    s.replace_projection("tickets.rebuild", "tickets")
+        .await
+        .unwrap();
+    assert_ne!(s.digest_docs("tickets").await.unwrap(), want);
+    assert_eq!(s.digest_docs("tickets.rebuild").await.unwrap(), empty);
 }
 
 async fn meta_values_are_written_and_overwritten(kind: Kind) {
@@ -1571,7 +1657,7 @@ async fn postgres_a_newer_store_schema_is_refused_and_left_as_it_was() {
         "DO $$ BEGIN \
            IF (SELECT value FROM meta WHERE key = 'store_schema') <> '99' \
              THEN RAISE EXCEPTION 'store_schema changed'; END IF; \
-           IF (SELECT count(*) FROM _sqlx_migrations) <> 4 \
+           IF (SELECT count(*) FROM _sqlx_migrations) <> 5 \
              THEN RAISE EXCEPTION 'migrations changed'; END IF; \
            IF (SELECT count(*) FROM events) <> 6 \
              THEN RAISE EXCEPTION 'events changed'; END IF; \
@@ -1797,5 +1883,8 @@ contract_tests!(
     reset_projection_drops_only_that_projection,
     two_projection_commits_racing_from_one_checkpoint_let_exactly_one_through,
     a_replace_that_fails_midway_leaves_both_projections_as_they_were,
+    a_replaced_projection_keeps_its_rows_until_reclaimed_and_then_loses_only_those,
+    a_reset_projection_starts_empty_before_and_after_its_rows_are_reclaimed,
+    digest_docs_hashes_each_key_and_document_with_their_lengths_in_key_order,
     meta_values_are_written_and_overwritten,
 );

@@ -151,6 +151,18 @@ impl Db {
         done.map_err(|e| e.to_string())
     }
 
+    /// The number of rows in `table`, whatever the store can still read of them.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        let n = match &self.backend {
+            Backend::Sqlite { store, .. } => sqlx::query_scalar(&sql).fetch_one(store.pool()).await,
+            Backend::Postgres { store, .. } => {
+                sqlx::query_scalar(&sql).fetch_one(store.pool()).await
+            }
+        };
+        n.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// Runs SQL over a connection of its own, as someone with direct access to the
     /// database (the file, or a database role) would; panics if it fails.
     pub async fn exec_raw(&self, sql: &str) {
