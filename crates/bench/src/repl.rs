@@ -33,7 +33,7 @@ const TICKETS_PER_BATCH: usize = 50;
 /// Most ticks' worth of events one latency-run commit carries when the generator is behind.
 const MAX_CATCH_UP_TICKS: u64 = 10;
 /// The partner's projection checkpoint, as the store keeps it (read by the latency poller).
-const CHECKPOINT_SQL: &str = "SELECT position FROM projection_checkpoints WHERE name = ?";
+const CHECKPOINT_SQL: &str = "SELECT position FROM projection_generations WHERE name = ?";
 /// How often the latency poller looks at the partner's projection checkpoint.
 const POLL: Duration = Duration::from_micros(200);
 
