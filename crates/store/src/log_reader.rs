@@ -32,6 +32,8 @@ pub const SCAN_AHEAD: usize = 4;
 const SCAN_MMAP_BYTES: i64 = 1 << 31;
 /// Idle reader connections kept for reuse.
 const IDLE_READERS: usize = 4;
+/// Page cache of each reader connection, in KiB (SQLite's default is 2,000).
+pub const READER_CACHE_KIB: u32 = 256;
 
 /// Reader connections to one database file, opened on demand and kept for reuse.
 #[derive(Debug)]
@@ -66,6 +68,10 @@ impl LogReaders {
         .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.path.display())))?;
         c.busy_timeout(BUSY_TIMEOUT)?;
         c.pragma_update(None, "query_only", true)?;
+        // Each read is one pass (a log batch, one stream): the kernel's page cache serves
+        // it as well, and a daemon keeps several readers, whose 2 MB default caches filled
+        // with pages of long-gone reads counted against its memory.
+        c.pragma_update(None, "cache_size", -i64::from(READER_CACHE_KIB))?;
         Ok(c)
     }
 
