@@ -30,8 +30,10 @@ use crate::{
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Page cache of the projection connection, in KiB (SQLite's default is 2,000): a batch
 /// writes thousands of documents spread over the tickets it touches, and with the default
-/// the pages they land on are read back from the file again and again.
-pub const PROJECTION_CACHE_KIB: u32 = 16 * 1024;
+/// the pages they land on are read back from the file again and again. 8 MiB rather than
+/// 16: the 1M-event rebuild ran as fast (103k events/s), and the daemon's peak RSS over 1M
+/// replicated events fell from 65.6 to 56.9 MiB (its budget is 64).
+pub const PROJECTION_CACHE_KIB: u32 = 8 * 1024;
 /// Connections kept by one process (SQLite serializes writers anyway).
 pub const MAX_CONNECTIONS: u32 = 4;
 /// Rows a query's worker may read ahead of the caller.
