@@ -959,11 +959,7 @@ impl TicketProjection {
     /// One ticket's view without its items and history (`items` and `history` are empty):
     /// its head document alone, one read however long the ticket is.
     pub async fn head(store: &dyn Store, id: Ulid) -> Result<Option<TicketView>, ProjectionError> {
-        let key = head_key(&id.to_string());
-        let docs = store.load_docs(TICKETS, std::slice::from_ref(&key)).await?;
-        docs.get(&key)
-            .map(|doc| parse_doc::<TicketView>(&key, doc))
-            .transpose()
+        Ok(Self::heads(store, &[id]).await?.pop().and_then(|(_, v)| v))
     }
 
     /// The heads of several tickets (as [`TicketProjection::head`]) read together, in the

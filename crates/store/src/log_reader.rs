@@ -61,17 +61,11 @@ impl LogReaders {
     fn open(&self) -> Result<Connection, StoreError> {
         // Opened for reading and writing (a reader of a WAL database needs its shared-memory
         // index, which a read-only open may be unable to create), then refused every write.
-        let c = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.path.display())))?;
-        c.busy_timeout(BUSY_TIMEOUT)?;
-        c.pragma_update(None, "query_only", true)?;
         // Each read is one pass (a log batch, one stream): the kernel's page cache serves
         // it as well, and a daemon keeps several readers, whose 2 MB default caches filled
         // with pages of long-gone reads counted against its memory.
-        c.pragma_update(None, "cache_size", -i64::from(READER_CACHE_KIB))?;
+        let c = open_connection(&self.path, READER_CACHE_KIB)?;
+        c.pragma_update(None, "query_only", true)?;
         Ok(c)
     }
 
@@ -281,6 +275,19 @@ fn joined<T>(r: Result<Result<T, StoreError>, tokio::task::JoinError>) -> Result
             Err(e) => Err(StoreError::Unavailable(format!("log reader: {e}"))),
         },
     }
+}
+
+/// A rusqlite connection to the database file outside sqlx's pool (the readers', the
+/// projection connection), with the store's busy timeout and a page cache of `cache_kib`.
+pub(crate) fn open_connection(path: &Path, cache_kib: u32) -> Result<Connection, StoreError> {
+    let c = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+    c.busy_timeout(BUSY_TIMEOUT)?;
+    c.pragma_update(None, "cache_size", -i64::from(cache_kib))?;
+    Ok(c)
 }
 
 /// Reads up to `limit` entries with positions in `(after, upto]` into `out`, overwriting

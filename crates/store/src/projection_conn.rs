@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::types::ValueRef;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::rows::{to_i64, to_u64};
-use crate::sqlite::{BUSY_TIMEOUT, PROJECTION_CACHE_KIB};
+use crate::sqlite::PROJECTION_CACHE_KIB;
 use crate::{DocChange, DocsDigest, StoreError};
 
 /// How much of the database file a digest maps into memory (SQLite caps it at its build's
@@ -46,14 +46,8 @@ impl ProjectionConn {
     }
 
     fn open(&self) -> Result<Connection, StoreError> {
-        let c = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.path.display())))?;
-        c.busy_timeout(BUSY_TIMEOUT)?;
+        let c = crate::log_reader::open_connection(&self.path, PROJECTION_CACHE_KIB)?;
         c.pragma_update(None, "synchronous", "NORMAL")?;
-        c.pragma_update(None, "cache_size", -i64::from(PROJECTION_CACHE_KIB))?;
         Ok(c)
     }
 
