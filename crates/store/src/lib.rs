@@ -8,7 +8,9 @@
 
 pub mod channel;
 pub mod error;
+mod kept_conn;
 mod log_reader;
+mod log_writer;
 pub mod postgres;
 mod projection_conn;
 mod rows;

@@ -12,12 +12,13 @@
 //! `SqliteStore`).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::kept_conn::{joined, KeptConn};
 use crate::rows::{to_i64, to_u64};
 use crate::sqlite::PROJECTION_CACHE_KIB;
 use crate::{DocChange, DocsDigest, StoreError};
@@ -29,26 +30,17 @@ const DIGEST_MMAP_BYTES: i64 = 1 << 31;
 /// The generation a projection's name points at, as a subquery taking the name as `?1`.
 const CURRENT: &str = "(SELECT generation FROM projection_generations WHERE name = ?1)";
 
-/// The projection connection of one database file, opened on first use (after the
-/// migrations have run) and kept.
+/// The projection connection of one database file.
 #[derive(Debug)]
 pub(crate) struct ProjectionConn {
-    path: PathBuf,
-    conn: Mutex<Option<Connection>>,
+    conn: Arc<KeptConn>,
 }
 
 impl ProjectionConn {
     pub(crate) fn new(path: &Path) -> Self {
         ProjectionConn {
-            path: path.to_path_buf(),
-            conn: Mutex::new(None),
+            conn: Arc::new(KeptConn::new(path, "projection connection", open)),
         }
-    }
-
-    fn open(&self) -> Result<Connection, StoreError> {
-        let c = crate::log_reader::open_connection(&self.path, PROJECTION_CACHE_KIB)?;
-        c.pragma_update(None, "synchronous", "NORMAL")?;
-        Ok(c)
     }
 
     /// Runs `f` on the connection, on a blocking thread; one caller at a time.
@@ -56,29 +48,7 @@ impl ProjectionConn {
         self: &Arc<Self>,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let me = Arc::clone(self);
-        let r = tokio::task::spawn_blocking(move || {
-            // A panic while the connection was held leaves it usable: SQLite rolls back a
-            // transaction its handle did not finish when the next one begins.
-            let mut slot = me.conn.lock().unwrap_or_else(|p| p.into_inner());
-            if slot.is_none() {
-                *slot = Some(me.open()?);
-            }
-            match slot.as_mut() {
-                Some(c) => f(c),
-                None => Err(StoreError::Unavailable("projection connection".into())),
-            }
-        })
-        .await;
-        match r {
-            Ok(v) => v,
-            Err(e) => match e.try_into_panic() {
-                Ok(panic) => std::panic::resume_unwind(panic),
-                Err(e) => Err(StoreError::Unavailable(format!(
-                    "projection connection: {e}"
-                ))),
-            },
-        }
+        self.conn.with(f).await
     }
 
     /// `Store::digest_docs`: one read transaction over a connection of its own, with the
@@ -91,7 +61,7 @@ impl ProjectionConn {
         let me = Arc::clone(self);
         let r = tokio::task::spawn_blocking(move || {
             // Closed at the end, which unmaps the file.
-            let c = me.open()?;
+            let c = me.conn.open_another()?;
             c.pragma_update(None, "query_only", true)?;
             c.pragma_update(None, "mmap_size", DIGEST_MMAP_BYTES)?;
             let tx = c.unchecked_transaction()?;
@@ -115,13 +85,7 @@ impl ProjectionConn {
             Ok(h.finish())
         })
         .await;
-        match r {
-            Ok(v) => v,
-            Err(e) => match e.try_into_panic() {
-                Ok(panic) => std::panic::resume_unwind(panic),
-                Err(e) => Err(StoreError::Unavailable(format!("projection digest: {e}"))),
-            },
-        }
+        joined("projection digest", r)
     }
 
     /// `Store::load_docs`: one cached point lookup per key.
@@ -262,6 +226,13 @@ impl ProjectionConn {
         })
         .await
     }
+}
+
+/// Opens the projection connection: `synchronous=NORMAL`, a large page cache.
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let c = crate::log_reader::open_connection(path, PROJECTION_CACHE_KIB)?;
+    c.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(c)
 }
 
 fn change_key(c: &DocChange) -> &str {

@@ -7,19 +7,20 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
-use ticketsync_wire::{channel_hash, LogEntry, NewEntry, GENESIS_HASH};
+use ticketsync_wire::{LogEntry, GENESIS_HASH};
 use ulid::Ulid;
 
 use crate::channel::{
     ChannelEntry, ChannelHead, Inbound, Outgoing, Partner, PartnerState, QuarantineRecord,
 };
 use crate::log_reader::LogReaders;
+use crate::log_writer::LogWriter;
 use crate::projection_conn::ProjectionConn;
 use crate::rows::{hash32, head_of, parse_ulid, to_i64, to_u64};
 use crate::{
@@ -48,10 +49,9 @@ pub struct SqliteStore {
     /// which only saves republishing: a power loss may take back its latest value, never a
     /// log entry, which is committed with `synchronous=FULL` on `pool`.
     projection_pool: SqlitePool,
-    /// The head after this process's latest append, which the next single-event append
-    /// seals against (`append_one`); stale when another process appended since, which the
-    /// database notices.
-    head_seen: Arc<Mutex<Option<Head>>>,
+    /// Appends and inbound entries, which bypass sqlx: see `log_writer`. Set once the
+    /// migrations have run.
+    writer: Arc<LogWriter>,
     /// The log's readers (`read_log`, `scan_log`), which bypass sqlx: see `log_reader`.
     readers: Arc<LogReaders>,
     /// Projection loads and commits, which bypass sqlx: see `projection_conn`. It commits
@@ -108,103 +108,21 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
-        let readers = Arc::new(LogReaders::new(path));
-        let projections = Arc::new(ProjectionConn::new(path));
-        let check = SqliteStore {
-            pool: pool.clone(),
-            projection_pool: pool.clone(),
-            head_seen: Arc::default(),
-            readers: readers.clone(),
-            projections: projections.clone(),
-        };
-        check.check_schema().await?;
+        check_schema(&pool).await?;
         MIGRATOR.run(&pool).await?;
         let projection_pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(opts.synchronous(SqliteSynchronous::Normal))
             .await
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
-        let store = SqliteStore {
+        let head = read_head(&pool).await?;
+        Ok(SqliteStore {
             pool,
             projection_pool,
-            head_seen: Arc::default(),
-            readers,
-            projections,
-        };
-        let head = store.head().await?;
-        *store.head_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(head);
-        Ok(store)
-    }
-
-    /// Refuses a database written by a newer ticketsync before touching it.
-    async fn check_schema(&self) -> Result<(), StoreError> {
-        let has_meta: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        if has_meta.is_none() {
-            return Ok(());
-        }
-        let v: Option<String> =
-            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'store_schema'")
-                .fetch_optional(&self.pool)
-                .await?;
-        let found: u32 = match v {
-            None => return Ok(()),
-            Some(s) => s
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("store_schema {s:?} is not a number")))?,
-        };
-        if found > STORE_SCHEMA {
-            return Err(StoreError::SchemaTooNew {
-                found,
-                supported: STORE_SCHEMA,
-            });
-        }
-        Ok(())
-    }
-
-    /// Appends one event in a single autocommitted statement (one round trip to SQLite's
-    /// worker instead of seven for a transaction), sealed against the head this process
-    /// saw last. The `events_append_one` trigger checks under the write lock that the head
-    /// and the stream's version are still those; if anything is stale (another process
-    /// appended, the expected version is wrong) or fails, the statement writes nothing and
-    /// `None` sends the caller to the full transaction, which decides what is true.
-    async fn append_one(
-        &self,
-        recorded_at: i64,
-        part: &StreamAppend,
-        entry: &NewEntry,
-    ) -> Option<LogEntry> {
-        let head = (*self.head_seen.lock().ok()?)?;
-        let e = LogEntry::seal(
-            entry.clone(),
-            head.position + 1,
-            part.expected_version + 1,
-            recorded_at,
-            head.hash,
-        );
-        let sql = format!(
-            "INSERT INTO events_append_one ({ENTRY_COLUMNS}) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        );
-        bind_entry(sqlx::query(&sql), &e)
-            .ok()?
-            .execute(&self.pool)
-            .await
-            .ok()?;
-        self.remember_head(&e);
-        Some(e)
-    }
-
-    fn remember_head(&self, last: &LogEntry) {
-        if let Ok(mut h) = self.head_seen.lock() {
-            *h = Some(Head {
-                position: last.position,
-                hash: last.hash,
-            });
-        }
+            writer: Arc::new(LogWriter::new(path, head)),
+            readers: Arc::new(LogReaders::new(path)),
+            projections: Arc::new(ProjectionConn::new(path)),
+        })
     }
 
     /// The underlying pool, for tests and operator tooling that need raw SQL.
@@ -213,199 +131,49 @@ impl SqliteStore {
     }
 }
 
-type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
+/// Refuses a database written by a newer ticketsync before touching it.
+async fn check_schema(pool: &SqlitePool) -> Result<(), StoreError> {
+    let has_meta: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")
+            .fetch_optional(pool)
+            .await?;
+    if has_meta.is_none() {
+        return Ok(());
+    }
+    let v: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'store_schema'")
+        .fetch_optional(pool)
+        .await?;
+    let found: u32 = match v {
+        None => return Ok(()),
+        Some(s) => s
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("store_schema {s:?} is not a number")))?,
+    };
+    if found > STORE_SCHEMA {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: STORE_SCHEMA,
+        });
+    }
+    Ok(())
+}
 
-/// Appends within an open write transaction. With `skip_existing`, events whose id the log
-/// already holds are left out (an inbound event delivered again).
-///
-/// Everything is checked and sealed in memory first, then written with few statements: one
-/// version read per stream, one existence query per chunk of ids (with `skip_existing`),
-/// multi-row inserts, one version update per stream and one head update. A conflict is
-/// found before anything is written (and the caller's transaction is dropped anyway).
-async fn append_in_tx(
-    tx: &mut Tx,
-    recorded_at: i64,
-    batch: Vec<StreamAppend>,
-    skip_existing: bool,
-) -> Result<Vec<LogEntry>, StoreError> {
+/// The recorded head of the log (position 0 and the genesis hash when it is empty).
+async fn read_head(pool: &SqlitePool) -> Result<Head, StoreError> {
     let head: Option<(i64, Vec<u8>)> =
         sqlx::query_as("SELECT position, hash FROM log_head WHERE id = 1")
-            .fetch_optional(&mut **tx)
+            .fetch_optional(pool)
             .await?;
-    let (mut position, mut prev) = match head {
-        Some((p, h)) => (to_u64(p, "head position")?, hash32(h, "head hash")?),
-        None => (0, GENESIS_HASH),
-    };
-    let mut held: std::collections::HashSet<String> = std::collections::HashSet::new();
-    if skip_existing {
-        let ids: Vec<String> = batch
-            .iter()
-            .flat_map(|p| p.entries.iter().map(|e| e.event_id.to_string()))
-            .collect();
-        for chunk in ids.chunks(EXISTS_CHUNK) {
-            let sql = format!(
-                "SELECT event_id FROM events WHERE event_id IN ({})",
-                vec!["?"; chunk.len()].join(", ")
-            );
-            // Only the full-size statement is worth a place in the connection's statement
-            // cache; each other size would keep its own prepared program alive there.
-            let mut q =
-                sqlx::query_scalar::<_, String>(&sql).persistent(chunk.len() == EXISTS_CHUNK);
-            for id in chunk {
-                q = q.bind(id.as_str());
-            }
-            held.extend(q.fetch_all(&mut **tx).await?);
-        }
+    match head {
+        Some((p, h)) => Ok(Head {
+            position: to_u64(p, "head position")?,
+            hash: hash32(h, "head hash")?,
+        }),
+        None => Ok(Head {
+            position: 0,
+            hash: GENESIS_HASH,
+        }),
     }
-    // Per stream, in first-touched order: its id text and the version it is at now.
-    let mut versions: HashMap<Ulid, (String, u64)> = HashMap::new();
-    let mut touched: Vec<Ulid> = Vec::new();
-    let mut out = Vec::with_capacity(batch.iter().map(|b| b.entries.len()).sum());
-    for part in batch {
-        let (_, version) = match versions.entry(part.stream_id) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                let sid = part.stream_id.to_string();
-                let cur: Option<i64> =
-                    sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = ?")
-                        .bind(&sid)
-                        .fetch_optional(&mut **tx)
-                        .await?;
-                slot.insert((sid, to_u64(cur.unwrap_or(0), "stream version")?))
-            }
-        };
-        if *version != part.expected_version {
-            // Dropping the transaction rolls it back: nothing of the batch is written.
-            return Err(StoreError::Conflict {
-                stream_id: part.stream_id,
-                expected: part.expected_version,
-                actual: *version,
-            });
-        }
-        if part.entries.is_empty() {
-            continue;
-        }
-        if !touched.contains(&part.stream_id) {
-            touched.push(part.stream_id);
-        }
-        for new in part.entries {
-            // An id met again within the batch is left out too, as a row written by an
-            // earlier statement would have been.
-            if skip_existing && !held.insert(new.event_id.to_string()) {
-                continue;
-            }
-            position += 1;
-            *version += 1;
-            let e = LogEntry::seal(new, position, *version, recorded_at, prev);
-            prev = e.hash;
-            out.push(e);
-        }
-    }
-    // Many rows per statement: one round trip to SQLite's worker per chunk instead of one
-    // per event is most of what a batched append costs.
-    for chunk in out.chunks(INSERT_CHUNK) {
-        insert_entries(tx, chunk).await?;
-    }
-    for id in &touched {
-        if let Some((sid, version)) = versions.get(id) {
-            sqlx::query(
-                "INSERT INTO streams (stream_id, version) VALUES (?, ?) \
-                 ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version",
-            )
-            .bind(sid.as_str())
-            .bind(to_i64(*version)?)
-            .execute(&mut **tx)
-            .await?;
-        }
-    }
-    if !out.is_empty() {
-        sqlx::query(
-            "INSERT INTO log_head (id, position, hash) VALUES (1, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET position = excluded.position, hash = excluded.hash",
-        )
-        .bind(to_i64(position)?)
-        .bind(&prev[..])
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(out)
-}
-
-/// Event ids looked up by one existence query.
-pub const EXISTS_CHUNK: usize = 500;
-
-/// Log rows written by one `INSERT` statement (14 parameters each, well below SQLite's
-/// limit of 32766 bound parameters).
-pub const INSERT_CHUNK: usize = 128;
-
-/// Inserts sealed entries with a single multi-row `INSERT`. `OR FAIL`, because with the
-/// default (ABORT) SQLite keeps a statement journal, a copy of every page the statement
-/// touches, to undo that one statement; the caller rolls back the whole transaction on any
-/// error anyway (migration 0006 has the guard trigger fail the same way).
-async fn insert_entries(tx: &mut Tx, chunk: &[LogEntry]) -> Result<(), StoreError> {
-    let mut sql = format!("INSERT OR FAIL INTO events ({ENTRY_COLUMNS}) VALUES ");
-    for i in 0..chunk.len() {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    }
-    let mut q = sqlx::query(&sql).persistent(chunk.len() == 1 || chunk.len() == INSERT_CHUNK);
-    for e in chunk {
-        q = bind_entry(q, e)?;
-    }
-    q.execute(&mut **tx).await?;
-    Ok(())
-}
-
-type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
-
-/// Binds an entry's columns in `ENTRY_COLUMNS` order.
-fn bind_entry<'q>(q: Query<'q>, e: &'q LogEntry) -> Result<Query<'q>, StoreError> {
-    Ok(q.bind(to_i64(e.position)?)
-        .bind(e.event_id.to_string())
-        .bind(e.stream_id.to_string())
-        .bind(to_i64(e.version)?)
-        .bind(i64::from(e.schema_version))
-        .bind(e.event_type.as_str())
-        .bind(e.occurred_at)
-        .bind(e.recorded_at)
-        .bind(e.actor_instance.as_str())
-        .bind(e.actor_user.as_str())
-        .bind(i64::from(e.link_seq))
-        .bind(e.payload.as_slice())
-        .bind(&e.prev_hash[..])
-        .bind(&e.hash[..]))
-}
-
-/// Adds outbound channel entries within an open write transaction, continuing each
-/// partner's chain.
-async fn outgoing_in_tx(tx: &mut Tx, outgoing: Vec<Outgoing>) -> Result<(), StoreError> {
-    for o in outgoing {
-        let head: Option<(i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT seq, hash FROM channel_out WHERE partner = ? ORDER BY seq DESC LIMIT 1",
-        )
-        .bind(&o.to)
-        .fetch_optional(&mut **tx)
-        .await?;
-        let (seq, prev) = match head {
-            Some((s, h)) => (to_u64(s, "channel seq")? + 1, hash32(h, "channel hash")?),
-            None => (1, GENESIS_HASH),
-        };
-        let hash = channel_hash(&prev, seq, &o.from, &o.to, &o.body);
-        sqlx::query(
-            "INSERT INTO channel_out (partner, seq, event_id, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&o.to)
-        .bind(to_i64(seq)?)
-        .bind(&o.event_id)
-        .bind(&o.body)
-        .bind(&prev[..])
-        .bind(&hash[..])
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
 }
 
 #[async_trait]
@@ -416,23 +184,7 @@ impl Store for SqliteStore {
         batch: Vec<StreamAppend>,
         outgoing: Vec<Outgoing>,
     ) -> Result<Vec<LogEntry>, StoreError> {
-        if outgoing.is_empty() {
-            if let [part] = batch.as_slice() {
-                if let [entry] = part.entries.as_slice() {
-                    if let Some(e) = self.append_one(recorded_at, part, entry).await {
-                        return Ok(vec![e]);
-                    }
-                }
-            }
-        }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let out = append_in_tx(&mut tx, recorded_at, batch, false).await?;
-        outgoing_in_tx(&mut tx, outgoing).await?;
-        tx.commit().await?;
-        if let Some(last) = out.last() {
-            self.remember_head(last);
-        }
-        Ok(out)
+        self.writer.append(recorded_at, batch, outgoing).await
     }
 
     async fn stream_version(&self, stream_id: Ulid) -> Result<u64, StoreError> {
@@ -514,20 +266,7 @@ impl Store for SqliteStore {
     }
 
     async fn head(&self) -> Result<Head, StoreError> {
-        let head: Option<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT position, hash FROM log_head WHERE id = 1")
-                .fetch_optional(&self.pool)
-                .await?;
-        match head {
-            Some((p, h)) => Ok(Head {
-                position: to_u64(p, "head position")?,
-                hash: hash32(h, "head hash")?,
-            }),
-            None => Ok(Head {
-                position: 0,
-                hash: GENESIS_HASH,
-            }),
-        }
+        read_head(&self.pool).await
     }
 
     async fn count_entries(&self) -> Result<u64, StoreError> {
@@ -806,52 +545,9 @@ impl Store for SqliteStore {
         batch: Vec<StreamAppend>,
         quarantine: Option<(String, String, Option<String>)>,
     ) -> Result<Inbound, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let head: Option<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT seq, hash FROM channel_in WHERE partner = ?")
-                .bind(from)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let head = head_of(head)?;
-        if entry.seq <= head.seq {
-            return Ok(Inbound::Duplicate);
-        }
-        if entry.seq > head.seq + 1 {
-            return Ok(Inbound::Gap {
-                expected: head.seq + 1,
-            });
-        }
-        if entry.prev_hash != head.hash
-            || channel_hash(&entry.prev_hash, entry.seq, from, to, &entry.body) != entry.hash
-        {
-            return Ok(Inbound::BrokenChain);
-        }
-        let appended = append_in_tx(&mut tx, recorded_at, batch, true).await?.len();
-        if let Some((kind, detail, event_id)) = quarantine {
-            sqlx::query(
-                "INSERT INTO quarantine (partner, seq, event_id, kind, detail, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(from)
-            .bind(to_i64(entry.seq)?)
-            .bind(event_id)
-            .bind(kind)
-            .bind(detail)
-            .bind(&entry.body)
-            .bind(recorded_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "INSERT INTO channel_in (partner, seq, hash) VALUES (?, ?, ?) \
-             ON CONFLICT (partner) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-        )
-        .bind(from)
-        .bind(to_i64(entry.seq)?)
-        .bind(&entry.hash[..])
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Inbound::Applied { appended })
+        self.writer
+            .apply_inbound(from, to, entry, recorded_at, batch, quarantine)
+            .await
     }
 
     async fn apply_inbound_many(
@@ -861,77 +557,9 @@ impl Store for SqliteStore {
         recorded_at: i64,
         items: Vec<(ChannelEntry, Vec<StreamAppend>)>,
     ) -> Result<Vec<Inbound>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let head: Option<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT seq, hash FROM channel_in WHERE partner = ?")
-                .bind(from)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let mut head = head_of(head)?;
-        // Check places and chain links in memory, keeping the run of entries that apply;
-        // then append all their events with one `append_in_tx` (a handful of statements
-        // for the run, not per entry).
-        let mut out = Vec::with_capacity(items.len());
-        let mut stop = None;
-        let mut batch = Vec::new();
-        let mut ids: Vec<Vec<Ulid>> = Vec::new();
-        for (entry, parts) in items {
-            if entry.seq <= head.seq {
-                stop = Some(Inbound::Duplicate);
-                break;
-            }
-            if entry.seq > head.seq + 1 {
-                stop = Some(Inbound::Gap {
-                    expected: head.seq + 1,
-                });
-                break;
-            }
-            if entry.prev_hash != head.hash
-                || channel_hash(&entry.prev_hash, entry.seq, from, to, &entry.body) != entry.hash
-            {
-                stop = Some(Inbound::BrokenChain);
-                break;
-            }
-            head = ChannelHead {
-                seq: entry.seq,
-                hash: entry.hash,
-            };
-            ids.push(
-                parts
-                    .iter()
-                    .flat_map(|p| p.entries.iter().map(|e| e.event_id))
-                    .collect(),
-            );
-            batch.extend(parts);
-        }
-        if !ids.is_empty() {
-            let written = append_in_tx(&mut tx, recorded_at, batch, true).await?;
-            // `written` keeps the order of the input less the events already held: walk
-            // both to count what each entry appended.
-            let mut k = 0;
-            for entry_ids in &ids {
-                let mut appended = 0;
-                for id in entry_ids {
-                    if written.get(k).is_some_and(|w| w.event_id == *id) {
-                        appended += 1;
-                        k += 1;
-                    }
-                }
-                out.push(Inbound::Applied { appended });
-            }
-            sqlx::query(
-                "INSERT INTO channel_in (partner, seq, hash) VALUES (?, ?, ?) \
-                 ON CONFLICT (partner) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-            )
-            .bind(from)
-            .bind(to_i64(head.seq)?)
-            .bind(&head.hash[..])
-            .execute(&mut *tx)
-            .await?;
-        }
-        out.extend(stop);
-        tx.commit().await?;
-        Ok(out)
+        self.writer
+            .apply_inbound_many(from, to, recorded_at, items)
+            .await
     }
 
     async fn quarantine_message(
