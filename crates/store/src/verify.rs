@@ -9,10 +9,10 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use ticketsync_wire::{LogEntry, GENESIS_HASH};
+use ticketsync_wire::GENESIS_HASH;
 use ulid::Ulid;
 
-use crate::{Head, Store, StoreError, MAX_READ_BATCH};
+use crate::{HashedEntry, Head, Store, StoreError, MAX_READ_BATCH};
 
 /// The first problem found, at a log position.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,7 +78,7 @@ struct RangeWalk {
 impl RangeWalk {
     /// Checks the next entry, whose contents hash to `computed`; breaks at the first
     /// problem, which it keeps.
-    fn step(&mut self, e: &LogEntry, computed: &[u8; 32]) -> ControlFlow<()> {
+    fn step(&mut self, e: &HashedEntry) -> ControlFlow<()> {
         self.checked += 1;
         match self.last {
             None => self.first = Some((e.position, e.prev_hash)),
@@ -88,14 +88,14 @@ impl RangeWalk {
                 }
             }
         }
-        if *computed != e.hash {
+        if e.computed != e.hash {
             return self.fail(VerifyProblem {
                 position: e.position,
                 kind: "hash_mismatch",
                 detail: format!(
                     "stored hash {} but the entry hashes to {}: its contents were changed",
                     hex::encode(e.hash),
-                    hex::encode(computed)
+                    hex::encode(e.computed)
                 ),
             });
         }
@@ -251,12 +251,12 @@ async fn walk_range(
     shared: &Shared<'_>,
 ) -> Result<(), StoreError> {
     store
-        .scan_log_hashed(after, upto, &mut |batch, hashes| {
+        .scan_log_hashed(after, upto, &mut |batch| {
             if shared.stop.load(Ordering::Relaxed) < index {
                 return ControlFlow::Break(());
             }
-            for (e, h) in batch.iter().zip(hashes) {
-                if walk.step(e, h).is_break() {
+            for e in batch {
+                if walk.step(e).is_break() {
                     shared.stop.fetch_min(index, Ordering::Relaxed);
                     return ControlFlow::Break(());
                 }
