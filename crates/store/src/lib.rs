@@ -22,7 +22,7 @@ use std::ops::ControlFlow;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
-use ticketsync_wire::{LogEntry, NewEntry};
+use ticketsync_wire::{EntryHasher, LogEntry, NewEntry};
 use ulid::Ulid;
 
 pub use channel::{
@@ -40,10 +40,35 @@ pub const STORE_SCHEMA: u32 = 5;
 /// Most entries returned by one `read_log` call.
 pub const MAX_READ_BATCH: u32 = 10_000;
 
-/// What `Store::scan_log_hashed` hands each batch to: the entries, in order, and the hash
-/// each one computes to.
-pub type HashedVisit<'v> =
-    dyn for<'e> FnMut(&'e [LogEntry], &'e [[u8; 32]]) -> ControlFlow<()> + Send + 'v;
+/// What `verify_log` checks of one log entry: where it is, what it links to, the hash
+/// stored with it, and the hash its stored contents compute to ([`LogEntry::compute_hash`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashedEntry {
+    pub position: u64,
+    pub stream_id: Ulid,
+    pub version: u64,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+    /// The hash the entry's stored contents compute to.
+    pub computed: [u8; 32],
+}
+
+impl HashedEntry {
+    /// `e`'s links and hashes, its hash computed with `hasher`.
+    pub fn of(e: &LogEntry, hasher: &mut EntryHasher) -> Self {
+        HashedEntry {
+            position: e.position,
+            stream_id: e.stream_id,
+            version: e.version,
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+            computed: hasher.hash(&e.fields()),
+        }
+    }
+}
+
+/// What `Store::scan_log_hashed` hands each batch to: the entries, in order.
+pub type HashedVisit<'v> = dyn for<'e> FnMut(&'e [HashedEntry]) -> ControlFlow<()> + Send + 'v;
 
 /// One stream's share of an append: the events and the version the writer last saw.
 #[derive(Clone, Debug)]
@@ -141,10 +166,11 @@ pub trait Store: Send + Sync {
     }
 
     /// Like `scan_log` over the entries with a position in `(after, upto]` (`None`: to the
-    /// end), each batch handed over with the hash every entry computes to
-    /// ([`LogEntry::compute_hash`], in the same order). The hashes are computed where the
-    /// entries are read: a backend that reads on a thread of its own hashes there, so
-    /// `verify_log`, which scans several ranges at once, reads and hashes on several cores.
+    /// end), each entry handed over as what `verify_log` checks of it, with the hash its
+    /// stored contents compute to. The hashes are computed where the entries are read: a
+    /// backend that reads on a thread of its own hashes there, so `verify_log`, which scans
+    /// several ranges at once, reads and hashes on several cores; and a backend may hash
+    /// straight from its rows without building a `LogEntry`.
     async fn scan_log_hashed(
         &self,
         after: u64,
@@ -152,7 +178,8 @@ pub trait Store: Send + Sync {
         visit: &mut HashedVisit<'_>,
     ) -> Result<(), StoreError> {
         let end = upto.unwrap_or(u64::MAX);
-        let mut hashes = Vec::new();
+        let mut hasher = EntryHasher::default();
+        let mut hashed = Vec::new();
         let mut from = after;
         while from < end {
             let mut batch = self.read_log(from, MAX_READ_BATCH).await?;
@@ -161,9 +188,9 @@ pub trait Store: Send + Sync {
                 return Ok(());
             };
             from = last.position;
-            hashes.clear();
-            hashes.extend(batch.iter().map(LogEntry::compute_hash));
-            if visit(&batch, &hashes).is_break() {
+            hashed.clear();
+            hashed.extend(batch.iter().map(|e| HashedEntry::of(e, &mut hasher)));
+            if visit(&hashed).is_break() {
                 return Ok(());
             }
         }

@@ -9,17 +9,18 @@
 //! the log is append-only and each read here is its own read transaction, so these
 //! connections see exactly what the pool's would.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, Row};
-use ticketsync_wire::LogEntry;
+use ticketsync_wire::{EntryFields, EntryHasher, LogEntry};
 use ulid::Ulid;
 
-use crate::rows::{hash32_of, parse_ulid, to_i64, to_u64};
+use crate::rows::{hash32_of, to_i64, to_u64};
 use crate::sqlite::{BUSY_TIMEOUT, ENTRY_COLUMNS};
-use crate::{HashedVisit, StoreError, MAX_READ_BATCH};
+use crate::{HashedEntry, HashedVisit, StoreError, MAX_READ_BATCH};
 
 /// Entries per batch of a scan: a few hundred kilobytes, so the batch the reader has just
 /// filled is still in the cache when the caller checks it, and handing it over (a channel
@@ -174,21 +175,54 @@ impl LogReaders {
         .await
     }
 
-    /// `Store::scan_log` and `Store::scan_log_hashed` (with `hashed`) over positions
-    /// `(after, upto]`: a blocking thread reads batch after batch (each its own query),
-    /// hashing each entry while it is still in the cache when asked to, while `visit` works
-    /// on the previous batch, so reading and checking overlap (and `verify_log`'s scans of
-    /// several ranges at once read on as many threads); batches the caller is done with go
-    /// back to the reader to be filled again. Without `hashed`, `visit` gets no hashes.
-    pub(crate) async fn scan(
+    /// `Store::scan_log`: every entry after `after`, as [`LogEntry`]s.
+    pub(crate) async fn scan_entries(
+        self: &Arc<Self>,
+        after: u64,
+        visit: &mut (dyn for<'e> FnMut(&'e [LogEntry]) -> ControlFlow<()> + Send),
+    ) -> Result<(), StoreError> {
+        self.scan(after, None, read_into, visit).await
+    }
+
+    /// `Store::scan_log_hashed`: the entries in `(after, upto]`, each hashed straight from
+    /// its row's column values (no `LogEntry` built: profiling `verify` showed copying
+    /// every string and payload out of SQLite's buffers, and checking each column's type
+    /// for it, as a third of the reader's time).
+    pub(crate) async fn scan_hashed(
         self: &Arc<Self>,
         after: u64,
         upto: Option<u64>,
-        hashed: bool,
         visit: &mut HashedVisit<'_>,
     ) -> Result<(), StoreError> {
+        let mut hasher = EntryHasher::default();
+        let read = move |conn: &Connection, after, upto, limit, out: &mut Vec<HashedEntry>| {
+            read_hashed(conn, after, upto, limit, out, &mut hasher)
+        };
+        self.scan(after, upto, read, visit).await
+    }
+
+    /// A scan over positions `(after, upto]`: a blocking thread reads batch after batch
+    /// with `read` (each its own query; it reads up to a limit of entries after a position
+    /// and up to another into a batch, overwriting what the batch held), while `visit`
+    /// works on the previous batch, so reading (and whatever `read` does with each row,
+    /// such as hashing it while it is in the cache) and checking overlap, and
+    /// `verify_log`'s scans of several ranges at once read on as many threads; batches the
+    /// caller is done with go back to the reader to be filled again.
+    async fn scan<T, R>(
+        self: &Arc<Self>,
+        after: u64,
+        upto: Option<u64>,
+        mut read: R,
+        visit: &mut (dyn for<'e> FnMut(&'e [T]) -> ControlFlow<()> + Send),
+    ) -> Result<(), StoreError>
+    where
+        T: Positioned + Send + 'static,
+        R: FnMut(&Connection, u64, i64, u32, &mut Vec<T>) -> Result<(), StoreError>
+            + Send
+            + 'static,
+    {
         let (ahead, mut batches) = tokio::sync::mpsc::channel(SCAN_AHEAD);
-        let (done, recycled) = mpsc::channel::<Batch>();
+        let (done, recycled) = mpsc::channel::<Vec<T>>();
         let me = Arc::clone(self);
         let upto = match upto {
             Some(u) => to_i64(u)?,
@@ -212,20 +246,14 @@ impl LogReaders {
             let mut from = after;
             loop {
                 let mut batch = recycled.try_recv().unwrap_or_default();
-                if let Err(e) = read_into(&conn, from, upto, SCAN_BATCH, &mut batch.entries) {
+                if let Err(e) = read(&conn, from, upto, SCAN_BATCH, &mut batch) {
                     let _ = ahead.blocking_send(Err(e));
                     break;
                 }
-                let Some(last) = batch.entries.last() else {
+                let Some(last) = batch.last() else {
                     break;
                 };
-                from = last.position;
-                batch.hashes.clear();
-                if hashed {
-                    batch
-                        .hashes
-                        .extend(batch.entries.iter().map(LogEntry::compute_hash));
-                }
+                from = last.position();
                 // Fails only when the caller has stopped listening.
                 if ahead.blocking_send(Ok(batch)).is_err() {
                     break;
@@ -237,7 +265,7 @@ impl LogReaders {
         while let Some(next) = batches.recv().await {
             match next {
                 Ok(batch) => {
-                    let flow = visit(&batch.entries, &batch.hashes);
+                    let flow = visit(&batch);
                     // The reader may have finished and gone: then the batch is just freed.
                     let _ = done.send(batch);
                     if flow.is_break() {
@@ -258,11 +286,21 @@ impl LogReaders {
     }
 }
 
-/// A batch of a scan: entries, and the hashes they compute to when the scan hashes.
-#[derive(Default)]
-struct Batch {
-    entries: Vec<LogEntry>,
-    hashes: Vec<[u8; 32]>,
+/// What a scan hands over: it goes on after the position of the last one.
+trait Positioned {
+    fn position(&self) -> u64;
+}
+
+impl Positioned for LogEntry {
+    fn position(&self) -> u64 {
+        self.position
+    }
+}
+
+impl Positioned for HashedEntry {
+    fn position(&self) -> u64 {
+        self.position
+    }
 }
 
 /// The outcome of a blocking task: a panic in it goes on in the caller.
@@ -317,6 +355,57 @@ fn read_into(
     Ok(())
 }
 
+/// Reads up to `limit` entries with positions in `(after, upto]` into `out` (replacing
+/// what it held) as what `verify_log` checks of them, each hashed with `hasher` from its
+/// column values in place. Every column is type-checked and converted as [`fill`] does for
+/// a `LogEntry`, so a row reads as corrupt here exactly when it does there.
+fn read_hashed(
+    conn: &Connection,
+    after: u64,
+    upto: i64,
+    limit: u32,
+    out: &mut Vec<HashedEntry>,
+    hasher: &mut EntryHasher,
+) -> Result<(), StoreError> {
+    out.clear();
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM events WHERE position > ?1 AND position <= ?2 \
+         ORDER BY position LIMIT ?3"
+    ))?;
+    let mut rows = stmt.query((to_i64(after)?, upto, i64::from(limit)))?;
+    while let Some(r) = rows.next()? {
+        let position = to_u64(int(r, 0, "position")?, "position")?;
+        let event_id = ulid(r, 1, "event_id")?;
+        let stream_id = ulid(r, 2, "stream_id")?;
+        let version = to_u64(int(r, 3, "version")?, "version")?;
+        let prev_hash = hash32_of(bytes(r, 12, "prev_hash")?, "prev_hash")?;
+        let computed = hasher.hash(&EntryFields {
+            prev_hash: &prev_hash,
+            position,
+            event_id,
+            stream_id,
+            version,
+            schema_version: schema_version(r)?,
+            event_type: text(r, 5, "event_type")?,
+            occurred_at: int(r, 6, "occurred_at")?,
+            recorded_at: int(r, 7, "recorded_at")?,
+            actor_instance: text(r, 8, "actor_instance")?,
+            actor_user: text(r, 9, "actor_user")?,
+            link_seq: link_seq(r)?,
+            payload: bytes(r, 11, "payload")?,
+        });
+        out.push(HashedEntry {
+            position,
+            stream_id: Ulid(stream_id),
+            version,
+            prev_hash,
+            hash: hash32_of(bytes(r, 13, "hash")?, "hash")?,
+            computed,
+        });
+    }
+    Ok(())
+}
+
 fn empty_entry() -> LogEntry {
     LogEntry {
         position: 0,
@@ -339,25 +428,83 @@ fn empty_entry() -> LogEntry {
 /// One row, in `ENTRY_COLUMNS` order, into `e`.
 fn fill(r: &Row<'_>, e: &mut LogEntry) -> Result<(), StoreError> {
     e.position = to_u64(int(r, 0, "position")?, "position")?;
-    e.event_id = parse_ulid(text(r, 1, "event_id")?, "event id")?;
-    e.stream_id = parse_ulid(text(r, 2, "stream_id")?, "stream id")?;
+    e.event_id = Ulid(ulid(r, 1, "event_id")?);
+    e.stream_id = Ulid(ulid(r, 2, "stream_id")?);
     e.version = to_u64(int(r, 3, "version")?, "version")?;
-    let schema = int(r, 4, "schema_version")?;
-    e.schema_version = u16::try_from(schema)
-        .map_err(|_| StoreError::Corrupt(format!("schema version {schema} out of range")))?;
+    e.schema_version = schema_version(r)?;
     set(&mut e.event_type, text(r, 5, "event_type")?);
     e.occurred_at = int(r, 6, "occurred_at")?;
     e.recorded_at = int(r, 7, "recorded_at")?;
     set(&mut e.actor_instance, text(r, 8, "actor_instance")?);
     set(&mut e.actor_user, text(r, 9, "actor_user")?);
-    let link_seq = int(r, 10, "link_seq")?;
-    e.link_seq = u32::try_from(link_seq)
-        .map_err(|_| StoreError::Corrupt(format!("link_seq {link_seq} out of range")))?;
+    e.link_seq = link_seq(r)?;
     e.payload.clear();
     e.payload.extend_from_slice(bytes(r, 11, "payload")?);
     e.prev_hash = hash32_of(bytes(r, 12, "prev_hash")?, "prev_hash")?;
     e.hash = hash32_of(bytes(r, 13, "hash")?, "hash")?;
     Ok(())
+}
+
+fn schema_version(r: &Row<'_>) -> Result<u16, StoreError> {
+    let schema = int(r, 4, "schema_version")?;
+    u16::try_from(schema)
+        .map_err(|_| StoreError::Corrupt(format!("schema version {schema} out of range")))
+}
+
+fn link_seq(r: &Row<'_>) -> Result<u32, StoreError> {
+    let link_seq = int(r, 10, "link_seq")?;
+    u32::try_from(link_seq)
+        .map_err(|_| StoreError::Corrupt(format!("link_seq {link_seq} out of range")))
+}
+
+/// A ULID column's value: what [`parse_ulid`] makes of its text, decoded from the
+/// column's bytes by [`decode_ulid`] (two per row: `Ulid::from_string` and the UTF-8
+/// check before it were 6% of `verify`'s profile).
+fn ulid(r: &Row<'_>, i: usize, column: &str) -> Result<u128, StoreError> {
+    match r.get_ref(i)? {
+        ValueRef::Text(b) => decode_ulid(b).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "{column} {:?} is not a ULID",
+                String::from_utf8_lossy(b)
+            ))
+        }),
+        other => Err(wrong_type(column, "text", other)),
+    }
+}
+
+/// Crockford base32 digit values, 0 to 31, of both cases; `NOT_A_DIGIT` elsewhere.
+const DIGITS: [u8; 256] = {
+    let mut t = [NOT_A_DIGIT; 256];
+    let alphabet = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let mut i = 0;
+    while i < alphabet.len() {
+        t[alphabet[i] as usize] = i as u8;
+        t[alphabet[i].to_ascii_lowercase() as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+const NOT_A_DIGIT: u8 = 0xff;
+
+/// The value of a ULID's text: exactly what `Ulid::from_string` accepts and returns (26
+/// digits of either case; as there, the bits of a first digit above 7 that do not fit
+/// in 128 are dropped), `None` for anything else. Twelve digits are gathered in 64 bits
+/// at a time rather than every digit shifted into 128.
+fn decode_ulid(text: &[u8]) -> Option<u128> {
+    let digits: &[u8; 26] = text.try_into().ok()?;
+    let mut seen = 0u8;
+    let mut value = |from: usize, to: usize| {
+        digits[from..to].iter().fold(0u64, |v, &c| {
+            let d = DIGITS[usize::from(c)];
+            seen |= d;
+            (v << 5) | u64::from(d & 31)
+        })
+    };
+    let top = value(0, 2);
+    let mid = value(2, 14);
+    let low = value(14, 26);
+    // A digit is at most 31: any other bit means a byte that is not one.
+    (seen < 32).then(|| (u128::from(top) << 120) | (u128::from(mid) << 60) | u128::from(low))
 }
 
 fn set(s: &mut String, v: &str) {
@@ -397,6 +544,7 @@ fn wrong_type(column: &str, want: &str, found: ValueRef<'_>) -> StoreError {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use ticketsync_wire::NewEntry;
 
     use super::*;
@@ -413,6 +561,37 @@ mod tests {
             actor_user: "u".repeat(i as usize % 40),
             link_seq: i as u32,
             payload: vec![i as u8; (i as usize * 37) % 500],
+        }
+    }
+
+    /// Text over the ULID alphabet in both cases, its aliases and neighbours, and bytes
+    /// that are not ASCII, mostly 26 long.
+    fn ulid_texts() -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            40 => proptest::sample::select(b"0123456789ABCDEFGHJKMNPQRSTVWXYZabcdefghjkmnpqrstvwxyz".to_vec()),
+            1 => proptest::sample::select(b"ILOUilou@[`{/: \x00\x7f\x80\xc3\xa9\xff".to_vec()),
+        ];
+        prop_oneof![
+            8 => proptest::collection::vec(byte.clone(), 26),
+            1 => proptest::collection::vec(byte, 0..30),
+        ]
+    }
+
+    proptest! {
+        /// The log reader decodes ULIDs itself; it must accept and return exactly what
+        /// `Ulid::from_string` does (verify hashes the value, so a text that decoded
+        /// differently would read as tampered, or tampering as intact).
+        #[test]
+        fn decode_ulid_is_ulid_from_string(text in ulid_texts()) {
+            let want = std::str::from_utf8(&text).ok().and_then(|s| Ulid::from_string(s).ok());
+            prop_assert_eq!(decode_ulid(&text), want.map(|u| u.0));
+        }
+
+        #[test]
+        fn decode_ulid_reads_back_every_ulid(v in any::<u128>()) {
+            let text = Ulid(v).to_string();
+            prop_assert_eq!(decode_ulid(text.as_bytes()), Some(v));
+            prop_assert_eq!(decode_ulid(text.to_ascii_lowercase().as_bytes()), Some(v));
         }
     }
 

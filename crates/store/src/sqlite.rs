@@ -251,9 +251,7 @@ impl Store for SqliteStore {
         after: u64,
         visit: &mut (dyn for<'e> FnMut(&'e [LogEntry]) -> ControlFlow<()> + Send),
     ) -> Result<(), StoreError> {
-        self.readers
-            .scan(after, None, false, &mut |batch, _| visit(batch))
-            .await
+        self.readers.scan_entries(after, visit).await
     }
 
     async fn scan_log_hashed(
@@ -262,7 +260,7 @@ impl Store for SqliteStore {
         upto: Option<u64>,
         visit: &mut HashedVisit<'_>,
     ) -> Result<(), StoreError> {
-        self.readers.scan(after, upto, true, visit).await
+        self.readers.scan_hashed(after, upto, visit).await
     }
 
     async fn head(&self) -> Result<Head, StoreError> {

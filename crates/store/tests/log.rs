@@ -871,6 +871,90 @@ async fn verify_names_a_changed_actor(kind: Kind) {
     assert_problem(&*db.store, 2, "hash_mismatch").await;
 }
 
+/// Every stored column an entry's hash covers is checked: a change to any one of them
+/// (verify hashes the stored values where it reads them) is named at that entry.
+async fn verify_names_a_change_to_any_hashed_column(kind: Kind) {
+    let other = Ulid(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef).to_string();
+    let changes = [
+        ("event_id", format!("'{other}'"), "hash_mismatch"),
+        ("stream_id", format!("'{other}'"), "hash_mismatch"),
+        ("version", "version + 10".to_string(), "hash_mismatch"),
+        (
+            "schema_version",
+            "schema_version + 1".to_string(),
+            "hash_mismatch",
+        ),
+        ("event_type", "'forged'".to_string(), "hash_mismatch"),
+        (
+            "occurred_at",
+            "occurred_at + 1".to_string(),
+            "hash_mismatch",
+        ),
+        (
+            "recorded_at",
+            "recorded_at - 1".to_string(),
+            "hash_mismatch",
+        ),
+        ("actor_instance", "'mallory'".to_string(), "hash_mismatch"),
+        ("actor_user", "''".to_string(), "hash_mismatch"),
+        ("link_seq", "link_seq + 1".to_string(), "hash_mismatch"),
+        ("payload", kind.blob_hex(b"forged"), "hash_mismatch"),
+        ("prev_hash", kind.blob_hex(&[7; 32]), "prev_hash_mismatch"),
+        ("hash", kind.blob_hex(&[7; 32]), "hash_mismatch"),
+    ];
+    for (column, value, problem) in changes {
+        let db = six_entry_log(kind).await;
+        let before = all_entries(&*db.store).await;
+        db.without_guards(
+            "events",
+            &format!("UPDATE events SET {column} = {value} WHERE position = 4"),
+        )
+        .await;
+        assert_ne!(
+            all_entries(&*db.store).await,
+            before,
+            "the change to {column} took"
+        );
+        let report = verify(&*db.store).await;
+        let found = report
+            .problem
+            .unwrap_or_else(|| panic!("a changed {column} went unnoticed"));
+        assert_eq!((found.position, found.kind), (4, problem), "{column}");
+        assert_eq!(report.last_good.position, 3, "{column}");
+    }
+}
+
+/// A column holding a value of the wrong type reads as corrupt, in `verify` as in
+/// `read_log` (verify reads the rows its own way on SQLite, where a column can hold any
+/// type), rather than being hashed as whatever bytes SQLite would convert it to.
+#[tokio::test]
+async fn sqlite_verify_refuses_a_column_of_the_wrong_type_as_read_log_does() {
+    for (column, value) in [
+        ("event_type", "CAST('note_added' AS BLOB)"),
+        ("actor_instance", "X'61636d65'"),
+        ("event_id", "X'00'"),
+        ("version", "'three'"),
+        ("occurred_at", "1.5"),
+        ("payload", "7"),
+        ("prev_hash", "X'00'"),
+    ] {
+        let db = six_entry_log(Kind::Sqlite).await;
+        db.without_guards(
+            "events",
+            &format!("UPDATE events SET {column} = {value} WHERE position = 4"),
+        )
+        .await;
+        assert!(
+            matches!(db.store.read_log(0, 10).await, Err(StoreError::Corrupt(_))),
+            "read_log with {column} = {value}"
+        );
+        match verify_log(&*db.store, &mut |_| {}).await {
+            Err(StoreError::Corrupt(why)) => assert!(why.contains(column), "{column}: {why}"),
+            other => panic!("verify with {column} = {value}: {other:?}"),
+        }
+    }
+}
+
 async fn verify_names_a_deleted_middle_entry(kind: Kind) {
     let db = six_entry_log(kind).await;
     db.without_guards("events", "DELETE FROM events WHERE position = 3")
@@ -1863,6 +1947,7 @@ contract_tests!(
     the_database_refuses_update_and_delete_of_events,
     verify_names_a_changed_payload_byte,
     verify_names_a_changed_actor,
+    verify_names_a_change_to_any_hashed_column,
     verify_names_the_first_of_two_swapped_entries,
     verify_names_a_forged_entry_inserted_in_the_middle,
     verify_catches_a_correctly_sealed_forgery_at_the_next_link,

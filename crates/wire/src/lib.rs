@@ -11,6 +11,6 @@ pub mod replay;
 pub mod serde_bytes;
 pub mod v1;
 
-pub use chain::{channel_hash, LogEntry, NewEntry, GENESIS_HASH};
+pub use chain::{channel_hash, EntryFields, EntryHasher, LogEntry, NewEntry, GENESIS_HASH};
 pub use codec::{decode_event, encode_event, event_data_json, WireError, SCHEMA_VERSION};
 pub use replay::ReplayLine;
