@@ -23,7 +23,7 @@ use std::ops::ControlFlow;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use ticketsync_wire::{EntryHasher, LogEntry, NewEntry};
-use ulid::Ulid;
+use ulid::{Ulid, ULID_LEN};
 
 pub use channel::{
     ChannelEntry, ChannelHead, Inbound, Outgoing, Partner, PartnerState, QuarantineRecord,
@@ -41,7 +41,8 @@ pub const STORE_SCHEMA: u32 = 5;
 pub const MAX_READ_BATCH: u32 = 10_000;
 
 /// What `verify_log` checks of one log entry: where it is, what it links to, the hash
-/// stored with it, and the hash its stored contents compute to ([`LogEntry::compute_hash`]).
+/// stored with it, the hash its stored contents compute to ([`LogEntry::compute_hash`]),
+/// and whether its ids are stored as the text reads look them up by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HashedEntry {
     pub position: u64,
@@ -51,11 +52,21 @@ pub struct HashedEntry {
     pub hash: [u8; 32],
     /// The hash the entry's stored contents compute to.
     pub computed: [u8; 32],
+    /// The first of its ids (`event_id`, then `stream_id`) whose stored text is not the
+    /// canonical text of its value, if any. The hash covers the value, not the text, so
+    /// this is the only sign of such a change.
+    pub non_canonical: Option<NonCanonicalId>,
 }
 
 impl HashedEntry {
-    /// `e`'s links and hashes, its hash computed with `hasher`.
-    pub fn of(e: &LogEntry, hasher: &mut EntryHasher) -> Self {
+    /// `e`'s links and hashes, its hash computed with `hasher`; `non_canonical` is what
+    /// the backend found of the text its ids were stored as (a `LogEntry` no longer
+    /// holds it).
+    pub fn of(
+        e: &LogEntry,
+        non_canonical: Option<NonCanonicalId>,
+        hasher: &mut EntryHasher,
+    ) -> Self {
         HashedEntry {
             position: e.position,
             stream_id: e.stream_id,
@@ -63,7 +74,54 @@ impl HashedEntry {
             prev_hash: e.prev_hash,
             hash: e.hash,
             computed: hasher.hash(&e.fields()),
+            non_canonical,
         }
+    }
+}
+
+/// A log column that holds a ULID as text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdColumn {
+    EventId,
+    StreamId,
+}
+
+impl IdColumn {
+    /// The column's name in both backends' `events` table.
+    pub fn name(self) -> &'static str {
+        match self {
+            IdColumn::EventId => "event_id",
+            IdColumn::StreamId => "stream_id",
+        }
+    }
+}
+
+/// A ULID column whose stored text decodes to `value` but is not `value`'s canonical
+/// text (what `Ulid::to_string` gives: upper case, first digit 0 to 7). Decoding accepts
+/// lower case, and drops the bits of a first digit above 7, so such text hashes like
+/// the original; but reads look entries up by the canonical text (`read_stream` by
+/// `stream_id`, dedupe by `event_id`) and miss it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NonCanonicalId {
+    pub column: IdColumn,
+    /// The stored text (26 ASCII digits: anything else does not decode).
+    pub found: [u8; ULID_LEN],
+    /// The value it decodes to.
+    pub value: Ulid,
+}
+
+impl NonCanonicalId {
+    /// `Some` when `found`, stored in `column` and decoding to `value`, is not the
+    /// canonical text of `value`: one encoding into a buffer on the stack and a 26-byte
+    /// comparison, cheap enough for every row `verify` reads.
+    pub fn check(column: IdColumn, found: &[u8; ULID_LEN], value: u128) -> Option<Self> {
+        let mut canonical = [0; ULID_LEN];
+        Ulid(value).array_to_str(&mut canonical);
+        (*found != canonical).then_some(NonCanonicalId {
+            column,
+            found: *found,
+            value: Ulid(value),
+        })
     }
 }
 
@@ -170,32 +228,15 @@ pub trait Store: Send + Sync {
     /// stored contents compute to. The hashes are computed where the entries are read: a
     /// backend that reads on a thread of its own hashes there, so `verify_log`, which scans
     /// several ranges at once, reads and hashes on several cores; and a backend may hash
-    /// straight from its rows without building a `LogEntry`.
+    /// straight from its rows without building a `LogEntry`. There is no default (a loop
+    /// over `read_log`): each backend must also check the form its ids are stored in
+    /// ([`HashedEntry::non_canonical`]), which a `LogEntry` no longer shows.
     async fn scan_log_hashed(
         &self,
         after: u64,
         upto: Option<u64>,
         visit: &mut HashedVisit<'_>,
-    ) -> Result<(), StoreError> {
-        let end = upto.unwrap_or(u64::MAX);
-        let mut hasher = EntryHasher::default();
-        let mut hashed = Vec::new();
-        let mut from = after;
-        while from < end {
-            let mut batch = self.read_log(from, MAX_READ_BATCH).await?;
-            batch.retain(|e| e.position <= end);
-            let Some(last) = batch.last() else {
-                return Ok(());
-            };
-            from = last.position;
-            hashed.clear();
-            hashed.extend(batch.iter().map(|e| HashedEntry::of(e, &mut hasher)));
-            if visit(&hashed).is_break() {
-                return Ok(());
-            }
-        }
-        Ok(())
-    }
+    ) -> Result<(), StoreError>;
 
     /// The distinct streams with an event of one of `types` at a position in
     /// `(after, to]`, in no particular order. Lets a caller watch for rare events (the

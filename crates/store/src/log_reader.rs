@@ -16,11 +16,11 @@ use std::sync::{mpsc, Arc, Mutex};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, Row};
 use ticketsync_wire::{EntryFields, EntryHasher, LogEntry};
-use ulid::Ulid;
+use ulid::{Ulid, ULID_LEN};
 
 use crate::rows::{hash32_of, to_i64, to_u64};
 use crate::sqlite::{BUSY_TIMEOUT, ENTRY_COLUMNS};
-use crate::{HashedEntry, HashedVisit, StoreError, MAX_READ_BATCH};
+use crate::{HashedEntry, HashedVisit, IdColumn, NonCanonicalId, StoreError, MAX_READ_BATCH};
 
 /// Entries per batch of a scan: a few hundred kilobytes, so the batch the reader has just
 /// filled is still in the cache when the caller checks it, and handing it over (a channel
@@ -358,7 +358,9 @@ fn read_into(
 /// Reads up to `limit` entries with positions in `(after, upto]` into `out` (replacing
 /// what it held) as what `verify_log` checks of them, each hashed with `hasher` from its
 /// column values in place. Every column is type-checked and converted as [`fill`] does for
-/// a `LogEntry`, so a row reads as corrupt here exactly when it does there.
+/// a `LogEntry`, so a row reads as corrupt here exactly when it does there; the ids' text,
+/// which `fill` accepts in any form that decodes, is also compared with the canonical text
+/// of its value.
 fn read_hashed(
     conn: &Connection,
     after: u64,
@@ -375,8 +377,10 @@ fn read_hashed(
     let mut rows = stmt.query((to_i64(after)?, upto, i64::from(limit)))?;
     while let Some(r) = rows.next()? {
         let position = to_u64(int(r, 0, "position")?, "position")?;
-        let event_id = ulid(r, 1, "event_id")?;
-        let stream_id = ulid(r, 2, "stream_id")?;
+        let (event_id, event_text) = ulid_text(r, 1, "event_id")?;
+        let (stream_id, stream_text) = ulid_text(r, 2, "stream_id")?;
+        let non_canonical = NonCanonicalId::check(IdColumn::EventId, event_text, event_id)
+            .or_else(|| NonCanonicalId::check(IdColumn::StreamId, stream_text, stream_id));
         let version = to_u64(int(r, 3, "version")?, "version")?;
         let prev_hash = hash32_of(bytes(r, 12, "prev_hash")?, "prev_hash")?;
         let computed = hasher.hash(&EntryFields {
@@ -401,6 +405,7 @@ fn read_hashed(
             prev_hash,
             hash: hash32_of(bytes(r, 13, "hash")?, "hash")?,
             computed,
+            non_canonical,
         });
     }
     Ok(())
@@ -461,13 +466,26 @@ fn link_seq(r: &Row<'_>) -> Result<u32, StoreError> {
 /// column's bytes by [`decode_ulid`] (two per row: `Ulid::from_string` and the UTF-8
 /// check before it were 6% of `verify`'s profile).
 fn ulid(r: &Row<'_>, i: usize, column: &str) -> Result<u128, StoreError> {
+    ulid_text(r, i, column).map(|(value, _)| value)
+}
+
+/// A ULID column's value, as [`ulid`] reads it, and the text it was decoded from.
+fn ulid_text<'r>(
+    r: &'r Row<'_>,
+    i: usize,
+    column: &str,
+) -> Result<(u128, &'r [u8; ULID_LEN]), StoreError> {
     match r.get_ref(i)? {
-        ValueRef::Text(b) => decode_ulid(b).ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "{column} {:?} is not a ULID",
-                String::from_utf8_lossy(b)
-            ))
-        }),
+        ValueRef::Text(b) => b
+            .try_into()
+            .ok()
+            .and_then(|text: &[u8; ULID_LEN]| Some((decode_ulid(text)?, text)))
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "{column} {:?} is not a ULID",
+                    String::from_utf8_lossy(b)
+                ))
+            }),
         other => Err(wrong_type(column, "text", other)),
     }
 }
@@ -585,6 +603,37 @@ mod tests {
         fn decode_ulid_is_ulid_from_string(text in ulid_texts()) {
             let want = std::str::from_utf8(&text).ok().and_then(|s| Ulid::from_string(s).ok());
             prop_assert_eq!(decode_ulid(&text), want.map(|u| u.0));
+        }
+
+        /// Verify's canonical check passes exactly the text `Ulid::to_string` gives: of
+        /// the texts that decode, it flags every other one.
+        #[test]
+        fn only_the_text_to_string_gives_is_canonical(text in ulid_texts()) {
+            if let (Ok(found), Some(v)) = (<[u8; ULID_LEN]>::try_from(&text[..]), decode_ulid(&text)) {
+                let canonical = text == Ulid(v).to_string().as_bytes();
+                let flagged = NonCanonicalId::check(IdColumn::StreamId, &found, v);
+                prop_assert_eq!(flagged.is_none(), canonical);
+                if let Some(id) = flagged {
+                    prop_assert_eq!((id.column, id.found, id.value), (IdColumn::StreamId, found, Ulid(v)));
+                }
+            }
+        }
+
+        /// Every value's own text passes; the same value written with a first digit 8
+        /// higher (the bit decoding drops) or in lower case (when it has a letter) does not.
+        #[test]
+        fn other_text_for_a_value_is_not_canonical(v in any::<u128>()) {
+            let text: [u8; ULID_LEN] = Ulid(v).to_string().into_bytes().try_into().unwrap();
+            prop_assert_eq!(NonCanonicalId::check(IdColumn::EventId, &text, v), None);
+            let mut plus_8 = text;
+            plus_8[0] = b"89ABCDEF"[usize::from(plus_8[0] - b'0')];
+            prop_assert_eq!(decode_ulid(&plus_8), Some(v));
+            prop_assert!(NonCanonicalId::check(IdColumn::EventId, &plus_8, v).is_some());
+            let lower = text.to_ascii_lowercase();
+            if lower != text {
+                let lower: [u8; ULID_LEN] = lower.try_into().unwrap();
+                prop_assert!(NonCanonicalId::check(IdColumn::EventId, &lower, v).is_some());
+            }
         }
 
         #[test]

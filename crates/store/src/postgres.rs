@@ -12,14 +12,17 @@ use async_trait::async_trait;
 use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
-use ticketsync_wire::{channel_hash, LogEntry, GENESIS_HASH};
-use ulid::Ulid;
+use ticketsync_wire::{channel_hash, EntryHasher, LogEntry, GENESIS_HASH};
+use ulid::{Ulid, ULID_LEN};
 
 use crate::channel::{
     ChannelEntry, ChannelHead, Inbound, Outgoing, Partner, PartnerState, QuarantineRecord,
 };
 use crate::rows::{hash32, head_of, parse_ulid, to_i64, to_u64};
-use crate::{DocChange, Head, Store, StoreError, StreamAppend, MAX_READ_BATCH, STORE_SCHEMA};
+use crate::{
+    DocChange, HashedEntry, HashedVisit, Head, IdColumn, NonCanonicalId, Store, StoreError,
+    StreamAppend, MAX_READ_BATCH, STORE_SCHEMA,
+};
 
 /// Connections one process keeps open to the server at most.
 pub const MAX_CONNECTIONS: u32 = 8;
@@ -254,6 +257,32 @@ fn entry_from_row(r: &PgRow) -> Result<LogEntry, StoreError> {
     })
 }
 
+/// What `verify_log` checks of a row: the entry `entry_from_row` reads, hashed with
+/// `hasher`, and whether its ids are stored as their canonical text (which `parse_ulid`
+/// does not require, and the `LogEntry` no longer shows).
+fn hashed_from_row(r: &PgRow, hasher: &mut EntryHasher) -> Result<HashedEntry, StoreError> {
+    let e = entry_from_row(r)?;
+    let non_canonical = match non_canonical_id(r, IdColumn::EventId, e.event_id)? {
+        Some(id) => Some(id),
+        None => non_canonical_id(r, IdColumn::StreamId, e.stream_id)?,
+    };
+    Ok(HashedEntry::of(&e, non_canonical, hasher))
+}
+
+/// `column`'s text in `r`, already read as `value`, if it is not `value`'s canonical text.
+fn non_canonical_id(
+    r: &PgRow,
+    column: IdColumn,
+    value: Ulid,
+) -> Result<Option<NonCanonicalId>, StoreError> {
+    let text: &str = r.try_get(column.name())?;
+    let text: &[u8; ULID_LEN] = text
+        .as_bytes()
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{} {text:?} is not a ULID", column.name())))?;
+    Ok(NonCanonicalId::check(column, text, value.0))
+}
+
 type Tx = sqlx::Transaction<'static, Postgres>;
 
 /// Takes the append lock: the `log_head` row, held until the transaction ends. Every
@@ -486,6 +515,43 @@ impl Store for PgStore {
         .await
         .map_err(db)?;
         rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn scan_log_hashed(
+        &self,
+        after: u64,
+        upto: Option<u64>,
+        visit: &mut HashedVisit<'_>,
+    ) -> Result<(), StoreError> {
+        let upto = to_i64(upto.unwrap_or(i64::MAX as u64))?;
+        let mut hasher = EntryHasher::default();
+        let mut hashed = Vec::new();
+        let mut from = after;
+        loop {
+            // Each page is its own query, as `read_log`'s: the walk also sees entries
+            // appended while it runs.
+            let rows = sqlx::query(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM events WHERE position > $1 AND position <= $2 \
+                 ORDER BY position LIMIT $3"
+            ))
+            .bind(to_i64(from)?)
+            .bind(upto)
+            .bind(i64::from(MAX_READ_BATCH))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            hashed.clear();
+            for r in &rows {
+                hashed.push(hashed_from_row(r, &mut hasher)?);
+            }
+            let Some(last) = hashed.last() else {
+                return Ok(());
+            };
+            from = last.position;
+            if visit(&hashed).is_break() {
+                return Ok(());
+            }
+        }
     }
 
     async fn head(&self) -> Result<Head, StoreError> {

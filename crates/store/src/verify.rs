@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use ticketsync_wire::GENESIS_HASH;
 use ulid::Ulid;
 
-use crate::{HashedEntry, Head, Store, StoreError, MAX_READ_BATCH};
+use crate::{HashedEntry, Head, IdColumn, NonCanonicalId, Store, StoreError, MAX_READ_BATCH};
 
 /// The first problem found, at a log position.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub struct VerifyProblem {
     /// The first log position that is wrong (for a missing entry: the position expected there).
     pub position: u64,
     /// A stable short name: `position_gap`, `prev_hash_mismatch`, `hash_mismatch`,
-    /// `version_gap`, `head_mismatch`, `stream_version_mismatch`.
+    /// `non_canonical_id`, `version_gap`, `head_mismatch`, `stream_version_mismatch`.
     pub kind: &'static str,
     pub detail: String,
 }
@@ -104,6 +104,9 @@ impl RangeWalk {
                 ),
             });
         }
+        if let Some(id) = &e.non_canonical {
+            return self.fail(non_canonical_id(e.position, id));
+        }
         match self.versions.entry(e.stream_id) {
             Entry::Occupied(mut v) => {
                 if e.version != *v.get() + 1 {
@@ -160,6 +163,25 @@ fn link_problem(last: Head, position: u64, prev_hash: &[u8; 32]) -> Option<Verif
         });
     }
     None
+}
+
+/// An id stored as text that decodes to the value the hash covers, but is not the text
+/// reads look it up by.
+fn non_canonical_id(position: u64, id: &NonCanonicalId) -> VerifyProblem {
+    let missed = match id.column {
+        IdColumn::EventId => "a look-up by its event id misses it",
+        IdColumn::StreamId => "reads of its stream (ticket) leave it out",
+    };
+    VerifyProblem {
+        position,
+        kind: "non_canonical_id",
+        detail: format!(
+            "{} is stored as {:?}, not as its canonical text {}: {missed}",
+            id.column.name(),
+            String::from_utf8_lossy(&id.found),
+            id.value
+        ),
+    }
 }
 
 fn version_gap(position: u64, stream: Ulid, from: u64, to: u64) -> VerifyProblem {
@@ -299,8 +321,10 @@ fn walk_all<'a>(
 
 /// Walks every entry in position order, checking that positions are contiguous from 1,
 /// that each `prev_hash` is the previous entry's hash, that each hash is the SHA-256 of
-/// the entry, that stream versions are contiguous, and that the recorded head and stream
-/// versions agree with the walk (which catches a log cut short at its tail).
+/// the entry, that its ids are stored as their canonical text (the hash covers their
+/// values, reads look them up by that text), that stream versions are contiguous, and
+/// that the recorded head and stream versions agree with the walk (which catches a log
+/// cut short at its tail).
 /// `progress` is called with the number of entries checked so far.
 ///
 /// The log is cut into position ranges, one per core (up to [`MAX_VERIFY_RANGES`]),

@@ -955,6 +955,123 @@ async fn sqlite_verify_refuses_a_column_of_the_wrong_type_as_read_log_does() {
     }
 }
 
+/// `text` with its first digit moved up by 8 (`0` to `8`): the same 128-bit value, as
+/// decoding drops the bits that do not fit.
+fn first_digit_plus_8(text: &str) -> String {
+    const DIGITS: &str = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let first = DIGITS.find(&text[..1]).expect("a canonical first digit");
+    assert!(first < 8, "a canonical ULID starts with 0 to 7");
+    format!("{}{}", &DIGITS[first + 8..first + 9], &text[1..])
+}
+
+/// An id rewritten into other text for the same value (lower case, or a first digit 8
+/// higher, whose extra bit does not fit in 128) hashes like the original, but reads look
+/// entries up by the canonical text and miss it: `verify` names it at that entry, while
+/// reading the log goes on as before.
+async fn verify_names_an_id_stored_as_other_text_for_the_same_value(kind: Kind) {
+    type Rewrite = fn(&str) -> String;
+    let rewrites: [(&str, Rewrite); 2] = [
+        ("lower case", |t| t.to_ascii_lowercase()),
+        ("first digit + 8", first_digit_plus_8),
+    ];
+    for column in ["event_id", "stream_id"] {
+        for (how, rewrite) in rewrites {
+            let db = six_entry_log(kind).await;
+            let before = all_entries(&*db.store).await;
+            let e = &before[3];
+            let canonical = match column {
+                "event_id" => e.event_id,
+                _ => e.stream_id,
+            }
+            .to_string();
+            let stored = rewrite(&canonical);
+            assert_ne!(stored, canonical);
+            assert_eq!(
+                Ulid::from_string(&stored),
+                Ok(Ulid::from_string(&canonical).unwrap())
+            );
+            db.without_guards(
+                "events",
+                &format!("UPDATE events SET {column} = '{stored}' WHERE position = 4"),
+            )
+            .await;
+            let rows = db
+                .count_rows(&format!("events WHERE {column} = '{stored}'"))
+                .await;
+            assert_eq!(rows, 1, "{column}, {how}: the tampering took");
+            assert_eq!(
+                all_entries(&*db.store).await,
+                before,
+                "{column}, {how}: the log reads as before"
+            );
+            if column == "stream_id" {
+                let stream = db.store.read_stream(e.stream_id, None).await.unwrap();
+                assert!(
+                    stream.iter().all(|s| s.position != 4),
+                    "{column}, {how}: the event dropped out of its stream"
+                );
+            }
+
+            let report = verify(&*db.store).await;
+            let found = report
+                .problem
+                .unwrap_or_else(|| panic!("{column} stored as {how} went unnoticed"));
+            assert_eq!(
+                (found.position, found.kind),
+                (4, "non_canonical_id"),
+                "{column}, {how}: {}",
+                found.detail
+            );
+            assert!(
+                found
+                    .detail
+                    .starts_with(&format!("{column} is stored as \"{stored}\"")),
+                "{column}, {how}: {}",
+                found.detail
+            );
+            assert!(found.detail.contains(&canonical), "{}", found.detail);
+            assert!(!found.detail.contains('\n'), "{}", found.detail);
+            assert_eq!(
+                report.last_good,
+                Head {
+                    position: 3,
+                    hash: before[2].hash
+                },
+                "{column}, {how}"
+            );
+            assert_eq!(report.checked, 4, "{column}, {how}");
+        }
+    }
+}
+
+/// With both ids rewritten, the event id is named (it is the first checked).
+async fn verify_names_the_event_id_when_both_ids_are_stored_as_other_text(kind: Kind) {
+    let db = six_entry_log(kind).await;
+    let e = all_entries(&*db.store).await[1].clone();
+    let (event, stream) = (
+        e.event_id.to_string().to_ascii_lowercase(),
+        first_digit_plus_8(&e.stream_id.to_string()),
+    );
+    db.without_guards(
+        "events",
+        &format!(
+            "UPDATE events SET event_id = '{event}', stream_id = '{stream}' WHERE position = 2"
+        ),
+    )
+    .await;
+    let found = assert_problem(&*db.store, 2, "non_canonical_id")
+        .await
+        .problem
+        .expect("a problem");
+    assert!(
+        found
+            .detail
+            .starts_with(&format!("event_id is stored as \"{event}\"")),
+        "{}",
+        found.detail
+    );
+}
+
 async fn verify_names_a_deleted_middle_entry(kind: Kind) {
     let db = six_entry_log(kind).await;
     db.without_guards("events", "DELETE FROM events WHERE position = 3")
@@ -1948,6 +2065,8 @@ contract_tests!(
     verify_names_a_changed_payload_byte,
     verify_names_a_changed_actor,
     verify_names_a_change_to_any_hashed_column,
+    verify_names_an_id_stored_as_other_text_for_the_same_value,
+    verify_names_the_event_id_when_both_ids_are_stored_as_other_text,
     verify_names_the_first_of_two_swapped_entries,
     verify_names_a_forged_entry_inserted_in_the_middle,
     verify_catches_a_correctly_sealed_forgery_at_the_next_link,
