@@ -20,12 +20,20 @@ pub const NOT_FOUND: u8 = 5;
 pub const CONFLICT: u8 = 6;
 /// The data directory is not initialized, or was written by a newer ticketsync.
 pub const INCOMPATIBLE: u8 = 7;
+/// Another `sync run` already runs for this instance.
+pub const BUSY: u8 = 8;
 
 pub use ticketsync_app::Failure;
 
 /// The exit code for an error, looked up through its whole chain of causes.
 pub fn code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
+        if cause
+            .downcast_ref::<ticketsync_sync::lock::DaemonBusy>()
+            .is_some()
+        {
+            return BUSY;
+        }
         if let Some(f) = cause.downcast_ref::<Failure>() {
             return match f {
                 Failure::Usage(_) => USAGE,

@@ -262,3 +262,34 @@ fn given_live_daemons_when_the_lead_adds_notes_then_the_partners_daemon_projects
         );
     }
 }
+
+#[test]
+fn given_a_running_daemon_when_a_second_one_starts_on_the_same_instance_then_it_exits_8_naming_the_first_which_keeps_syncing(
+) {
+    let (_net, acme, bolt) = acme_and_bolt();
+    let id = sent(&acme, &bolt, "Locked");
+    let da = Daemon::start(&acme);
+    let db = Daemon::start(&bolt);
+    let pid = da.child.as_ref().expect("running").id().to_string();
+    wait_until(TIMEOUT, "acme's daemon to hold its lock", || {
+        std::fs::read_to_string(acme.dir.join("sync.lock")).is_ok_and(|t| t.trim() == pid)
+    });
+
+    for args in [&["sync", "run", "--once"][..], &["sync", "run"][..]] {
+        let o = acme.run(args);
+        common::assert_one_line_error(&o, 8, &format!("ticketsync {}", args.join(" ")));
+        assert!(
+            o.stderr.contains(&format!("process {pid}")) && o.stderr.contains("stop it first"),
+            "the refusal names the running daemon and what to do: {}",
+            o.stderr
+        );
+    }
+
+    // The first daemon was not disturbed: it still applies what the partner sends.
+    bolt.ok(&["outsource", "accept", &id]);
+    observe("acme to show Accepted", || {
+        acme.outsource_status(&id).as_deref() == Some("Accepted")
+    });
+    da.stop();
+    db.stop();
+}

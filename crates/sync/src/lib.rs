@@ -7,6 +7,7 @@
 //! announces its channel head now and then so a lost tail is noticed too.
 
 pub mod inbound;
+pub mod lock;
 pub mod nats;
 pub mod outbound;
 pub mod wake;

@@ -112,6 +112,8 @@ pub async fn run(
     opts: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<RunStats> {
+    // Before anything else: a second daemon of this instance stops here, having done nothing.
+    let _lock = crate::lock::DaemonLock::acquire(&inst.dir)?;
     let client = async_nats::ConnectOptions::new()
         .name(format!("ticketsync-{}", inst.name()))
         .retry_on_initial_connect()
