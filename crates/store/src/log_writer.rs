@@ -12,6 +12,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use ticketsync_wire::{channel_hash, LogEntry, NewEntry, GENESIS_HASH};
@@ -149,7 +150,9 @@ impl LogWriter {
         let seen = Arc::clone(&self.head_seen);
         self.conn
             .with(move |c| {
+                let started = Instant::now();
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let locked = started.elapsed();
                 let mut head = channel_in_head(&tx, &from)?;
                 let mut out = Vec::with_capacity(items.len());
                 let mut stop = None;
@@ -188,7 +191,17 @@ impl LogWriter {
                         out.push(Inbound::Applied { appended });
                     }
                     set_channel_in(&tx, &from, &head)?;
+                    let committing = Instant::now();
                     tx.commit()?;
+                    // Where an inbound run's time goes: waiting for the write lock (another
+                    // writer, such as the projection connection, held it), or the commit.
+                    tracing::debug!(
+                        entries = written.len(),
+                        lock_wait_us = locked.as_micros() as u64,
+                        commit_us = committing.elapsed().as_micros() as u64,
+                        total_us = started.elapsed().as_micros() as u64,
+                        "inbound run written"
+                    );
                     remember(&seen, written.last());
                 }
                 out.extend(stop);

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -176,7 +177,9 @@ impl ProjectionConn {
         // before; changes to different keys commute.
         changes.sort_by(|a, b| change_key(a).cmp(change_key(b)));
         self.with(move |c| {
+            let started = Instant::now();
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let locked = started.elapsed();
             let cur: Option<(i64, i64)> = tx
                 .prepare_cached(
                     "SELECT generation, position FROM projection_generations WHERE name = ?1",
@@ -221,7 +224,16 @@ impl ProjectionConn {
                 )?
                 .execute(params![to, generation])?;
             }
+            let committing = Instant::now();
             tx.commit()?;
+            tracing::debug!(
+                %projection,
+                changes = changes.len(),
+                lock_wait_us = locked.as_micros() as u64,
+                commit_us = committing.elapsed().as_micros() as u64,
+                total_us = started.elapsed().as_micros() as u64,
+                "projection batch written"
+            );
             Ok(())
         })
         .await
