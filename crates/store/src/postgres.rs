@@ -18,10 +18,10 @@ use ulid::{Ulid, ULID_LEN};
 use crate::channel::{
     ChannelEntry, ChannelHead, Inbound, Outgoing, Partner, PartnerState, QuarantineRecord,
 };
-use crate::rows::{hash32, head_of, parse_ulid, to_i64, to_u64};
+use crate::rows::{check_store_schema, hash32, head_of, parse_ulid, to_i64, to_u64};
 use crate::{
     DocChange, HashedEntry, HashedVisit, Head, IdColumn, NonCanonicalId, Store, StoreError,
-    StreamAppend, MAX_READ_BATCH, STORE_SCHEMA,
+    StreamAppend, MAX_READ_BATCH,
 };
 
 /// Connections one process keeps open to the server at most.
@@ -204,19 +204,7 @@ impl PgStore {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db)?;
-        let found: u32 = match v {
-            None => return Ok(()),
-            Some(s) => s
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("store_schema {s:?} is not a number")))?,
-        };
-        if found > STORE_SCHEMA {
-            return Err(StoreError::SchemaTooNew {
-                found,
-                supported: STORE_SCHEMA,
-            });
-        }
-        Ok(())
+        check_store_schema(v)
     }
 
     /// The underlying pool, for tests and operator tooling that need raw SQL.

@@ -5,7 +5,7 @@ use ticketsync_wire::GENESIS_HASH;
 use ulid::Ulid;
 
 use crate::channel::ChannelHead;
-use crate::StoreError;
+use crate::{StoreError, STORE_SCHEMA};
 
 pub(crate) fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {what}: {v}")))
@@ -40,4 +40,22 @@ pub(crate) fn head_of(head: Option<(i64, Vec<u8>)>) -> Result<ChannelHead, Store
             hash: GENESIS_HASH,
         }),
     }
+}
+
+/// Refuses a database written by a newer ticketsync, given its stored `store_schema`
+/// setting (`None`: not written yet, a new database).
+pub(crate) fn check_store_schema(stored: Option<String>) -> Result<(), StoreError> {
+    let found: u32 = match stored {
+        None => return Ok(()),
+        Some(s) => s
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("store_schema {s:?} is not a number")))?,
+    };
+    if found > STORE_SCHEMA {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: STORE_SCHEMA,
+        });
+    }
+    Ok(())
 }

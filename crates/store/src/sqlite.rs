@@ -22,10 +22,8 @@ use crate::channel::{
 use crate::log_reader::LogReaders;
 use crate::log_writer::LogWriter;
 use crate::projection_conn::ProjectionConn;
-use crate::rows::{hash32, head_of, parse_ulid, to_i64, to_u64};
-use crate::{
-    DocChange, HashedVisit, Head, Store, StoreError, StreamAppend, MAX_READ_BATCH, STORE_SCHEMA,
-};
+use crate::rows::{check_store_schema, hash32, head_of, parse_ulid, to_i64, to_u64};
+use crate::{DocChange, HashedVisit, Head, Store, StoreError, StreamAppend, MAX_READ_BATCH};
 
 /// How long a writer waits for another process's write lock before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -143,19 +141,7 @@ async fn check_schema(pool: &SqlitePool) -> Result<(), StoreError> {
     let v: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'store_schema'")
         .fetch_optional(pool)
         .await?;
-    let found: u32 = match v {
-        None => return Ok(()),
-        Some(s) => s
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("store_schema {s:?} is not a number")))?,
-    };
-    if found > STORE_SCHEMA {
-        return Err(StoreError::SchemaTooNew {
-            found,
-            supported: STORE_SCHEMA,
-        });
-    }
-    Ok(())
+    check_store_schema(v)
 }
 
 /// The recorded head of the log (position 0 and the genesis hash when it is empty).
