@@ -1,5 +1,7 @@
 //! Types of the replication tables: partners, channel entries, quarantine records.
 
+use ticketsync_wire::channel_hash;
+
 /// How far pairing with a partner has got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PartnerState {
@@ -63,6 +65,27 @@ pub struct ChannelEntry {
 pub struct ChannelHead {
     pub seq: u64,
     pub hash: [u8; 32],
+}
+
+impl ChannelHead {
+    /// Why inbound `entry` of the channel `from` → `to` cannot be applied after this head,
+    /// if it cannot: already applied, past a gap, or not continuing the chain.
+    pub(crate) fn refuses(&self, entry: &ChannelEntry, from: &str, to: &str) -> Option<Inbound> {
+        if entry.seq <= self.seq {
+            return Some(Inbound::Duplicate);
+        }
+        if entry.seq > self.seq + 1 {
+            return Some(Inbound::Gap {
+                expected: self.seq + 1,
+            });
+        }
+        if entry.prev_hash != self.hash
+            || channel_hash(&entry.prev_hash, entry.seq, from, to, &entry.body) != entry.hash
+        {
+            return Some(Inbound::BrokenChain);
+        }
+        None
+    }
 }
 
 /// A refused inbound message or entry.

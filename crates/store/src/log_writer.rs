@@ -20,7 +20,7 @@ use ulid::{Ulid, ULID_LEN};
 
 use crate::channel::{ChannelEntry, ChannelHead, Inbound, Outgoing};
 use crate::kept_conn::KeptConn;
-use crate::rows::{hash32, head_of, to_i64, to_u64};
+use crate::rows::{hash32, head_of, log_head_of, to_i64, to_u64};
 use crate::sqlite::ENTRY_COLUMNS;
 use crate::{Head, StoreError, StreamAppend};
 
@@ -101,7 +101,7 @@ impl LogWriter {
             .with(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let head = channel_in_head(&tx, &from)?;
-                if let Some(refused) = misplaced(&head, &entry, &from, &to) {
+                if let Some(refused) = head.refuses(&entry, &from, &to) {
                     return Ok(refused);
                 }
                 let written = append_in_tx(&tx, recorded_at, batch, true)?;
@@ -159,7 +159,7 @@ impl LogWriter {
                 let mut batch = Vec::new();
                 let mut ids: Vec<Vec<Ulid>> = Vec::new();
                 for (entry, parts) in items {
-                    if let Some(refused) = misplaced(&head, &entry, &from, &to) {
+                    if let Some(refused) = head.refuses(&entry, &from, &to) {
                         stop = Some(refused);
                         break;
                     }
@@ -233,25 +233,6 @@ fn remember(seen: &Mutex<Option<Head>>, last: Option<&LogEntry>) {
             hash: last.hash,
         });
     }
-}
-
-/// Why `entry` cannot be applied after the channel's `head`, if it cannot: already
-/// applied, past a gap, or not continuing the chain.
-fn misplaced(head: &ChannelHead, entry: &ChannelEntry, from: &str, to: &str) -> Option<Inbound> {
-    if entry.seq <= head.seq {
-        return Some(Inbound::Duplicate);
-    }
-    if entry.seq > head.seq + 1 {
-        return Some(Inbound::Gap {
-            expected: head.seq + 1,
-        });
-    }
-    if entry.prev_hash != head.hash
-        || channel_hash(&entry.prev_hash, entry.seq, from, to, &entry.body) != entry.hash
-    {
-        return Some(Inbound::BrokenChain);
-    }
-    None
 }
 
 fn channel_in_head(c: &Connection, from: &str) -> Result<ChannelHead, StoreError> {
@@ -331,10 +312,10 @@ fn append_in_tx(
         .prepare_cached("SELECT position, hash FROM log_head WHERE id = 1")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let (mut position, mut prev) = match head {
-        Some((p, h)) => (to_u64(p, "head position")?, hash32(h, "head hash")?),
-        None => (0, GENESIS_HASH),
-    };
+    let Head {
+        mut position,
+        hash: mut prev,
+    } = log_head_of(head)?;
     let mut version_of = tx.prepare_cached("SELECT version FROM streams WHERE stream_id = ?1")?;
     let mut held = tx.prepare_cached("SELECT 1 FROM events WHERE event_id = ?1")?;
     let mut seen: HashSet<Ulid> = HashSet::new();

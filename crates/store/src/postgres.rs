@@ -18,7 +18,7 @@ use ulid::{Ulid, ULID_LEN};
 use crate::channel::{
     ChannelEntry, ChannelHead, Inbound, Outgoing, Partner, PartnerState, QuarantineRecord,
 };
-use crate::rows::{check_store_schema, hash32, head_of, parse_ulid, to_i64, to_u64};
+use crate::rows::{check_store_schema, hash32, head_of, log_head_of, parse_ulid, to_i64, to_u64};
 use crate::{
     DocChange, HashedEntry, HashedVisit, Head, IdColumn, NonCanonicalId, Store, StoreError,
     StreamAppend, MAX_READ_BATCH,
@@ -548,16 +548,7 @@ impl Store for PgStore {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db)?;
-        match head {
-            Some((p, h)) => Ok(Head {
-                position: to_u64(p, "head position")?,
-                hash: hash32(h, "head hash")?,
-            }),
-            None => Ok(Head {
-                position: 0,
-                hash: GENESIS_HASH,
-            }),
-        }
+        log_head_of(head)
     }
 
     async fn count_entries(&self) -> Result<u64, StoreError> {
@@ -954,18 +945,8 @@ impl Store for PgStore {
                 .await
                 .map_err(db)?;
         let head = head_of(head)?;
-        if entry.seq <= head.seq {
-            return Ok(Inbound::Duplicate);
-        }
-        if entry.seq > head.seq + 1 {
-            return Ok(Inbound::Gap {
-                expected: head.seq + 1,
-            });
-        }
-        if entry.prev_hash != head.hash
-            || channel_hash(&entry.prev_hash, entry.seq, from, to, &entry.body) != entry.hash
-        {
-            return Ok(Inbound::BrokenChain);
+        if let Some(refused) = head.refuses(entry, from, to) {
+            return Ok(refused);
         }
         let appended = append_in_tx(&mut tx, log_head, recorded_at, batch, true)
             .await?

@@ -5,7 +5,7 @@ use ticketsync_wire::GENESIS_HASH;
 use ulid::Ulid;
 
 use crate::channel::ChannelHead;
-use crate::{StoreError, STORE_SCHEMA};
+use crate::{Head, StoreError, STORE_SCHEMA};
 
 pub(crate) fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative {what}: {v}")))
@@ -26,6 +26,21 @@ pub(crate) fn hash32(v: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
 pub(crate) fn hash32_of(v: &[u8], what: &str) -> Result<[u8; 32], StoreError> {
     <[u8; 32]>::try_from(v)
         .map_err(|_| StoreError::Corrupt(format!("{what} has {} bytes, not 32", v.len())))
+}
+
+/// The log's recorded head from its (position, hash) row, or position 0 and the genesis
+/// hash when it has none (an empty log).
+pub(crate) fn log_head_of(head: Option<(i64, Vec<u8>)>) -> Result<Head, StoreError> {
+    match head {
+        Some((p, h)) => Ok(Head {
+            position: to_u64(p, "head position")?,
+            hash: hash32(h, "head hash")?,
+        }),
+        None => Ok(Head {
+            position: 0,
+            hash: GENESIS_HASH,
+        }),
+    }
 }
 
 /// A channel's last (seq, hash) row, or the genesis head when it has none.

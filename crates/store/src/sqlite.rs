@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
-use ticketsync_wire::{LogEntry, GENESIS_HASH};
+use ticketsync_wire::LogEntry;
 use ulid::Ulid;
 
 use crate::channel::{
@@ -22,7 +22,7 @@ use crate::channel::{
 use crate::log_reader::LogReaders;
 use crate::log_writer::LogWriter;
 use crate::projection_conn::ProjectionConn;
-use crate::rows::{check_store_schema, hash32, head_of, parse_ulid, to_i64, to_u64};
+use crate::rows::{check_store_schema, hash32, head_of, log_head_of, parse_ulid, to_i64, to_u64};
 use crate::{DocChange, HashedVisit, Head, Store, StoreError, StreamAppend, MAX_READ_BATCH};
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -150,16 +150,7 @@ async fn read_head(pool: &SqlitePool) -> Result<Head, StoreError> {
         sqlx::query_as("SELECT position, hash FROM log_head WHERE id = 1")
             .fetch_optional(pool)
             .await?;
-    match head {
-        Some((p, h)) => Ok(Head {
-            position: to_u64(p, "head position")?,
-            hash: hash32(h, "head hash")?,
-        }),
-        None => Ok(Head {
-            position: 0,
-            hash: GENESIS_HASH,
-        }),
-    }
+    log_head_of(head)
 }
 
 #[async_trait]
