@@ -195,6 +195,21 @@ pub trait Store: Send + Sync {
         Ok(all)
     }
 
+    /// The tails of several streams at once: for each `(stream, after_version)` asked, in
+    /// that order, its events with a version greater than `after_version`, in version
+    /// order. What a run of snapshot misses folds, in one round trip instead of one per
+    /// stream. Backends may override this default, which reads them one at a time.
+    async fn read_streams_after(
+        &self,
+        streams: &[(Ulid, u64)],
+    ) -> Result<Vec<Vec<LogEntry>>, StoreError> {
+        let mut out = Vec::with_capacity(streams.len());
+        for (id, after) in streams {
+            out.push(self.read_stream_after(*id, *after).await?);
+        }
+        Ok(out)
+    }
+
     /// Up to `limit` (at most [`MAX_READ_BATCH`]) entries with position greater than `after`, in order.
     async fn read_log(&self, after: u64, limit: u32) -> Result<Vec<LogEntry>, StoreError>;
 

@@ -473,6 +473,40 @@ impl Store for PgStore {
         rows.iter().map(entry_from_row).collect()
     }
 
+    async fn read_streams_after(
+        &self,
+        streams: &[(Ulid, u64)],
+    ) -> Result<Vec<Vec<LogEntry>>, StoreError> {
+        let ids: Vec<String> = streams.iter().map(|(id, _)| id.to_string()).collect();
+        let afters = streams
+            .iter()
+            .map(|(_, after)| to_i64(*after))
+            .collect::<Result<Vec<i64>, StoreError>>()?;
+        // One query for all of them; `ord` says which asked stream a row answers (a stream
+        // asked twice gets its rows twice).
+        let rows = sqlx::query(&format!(
+            "SELECT t.ord, {ENTRY_COLUMNS} FROM events \
+             JOIN unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS t(sid, past, ord) \
+               ON events.stream_id = t.sid AND events.version > t.past \
+             ORDER BY t.ord, events.version"
+        ))
+        .bind(&ids)
+        .bind(&afters)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut out: Vec<Vec<LogEntry>> = vec![Vec::new(); streams.len()];
+        for r in &rows {
+            let ord: i64 = r.try_get("ord").map_err(db)?;
+            let slot = usize::try_from(ord - 1)
+                .ok()
+                .and_then(|i| out.get_mut(i))
+                .ok_or_else(|| StoreError::Corrupt(format!("stream read answered {ord}")))?;
+            slot.push(entry_from_row(r)?);
+        }
+        Ok(out)
+    }
+
     async fn streams_with_types(
         &self,
         after: u64,

@@ -191,6 +191,13 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn read_streams_after(
+        &self,
+        streams: &[(Ulid, u64)],
+    ) -> Result<Vec<Vec<LogEntry>>, StoreError> {
+        self.readers.read_streams(streams.to_vec()).await
+    }
+
     async fn streams_with_types(
         &self,
         after: u64,

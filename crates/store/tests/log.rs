@@ -2003,6 +2003,45 @@ async fn read_stream_after_returns_exactly_the_tail_past_a_version(kind: Kind) {
         .is_empty());
 }
 
+async fn read_streams_after_answers_each_stream_asked_with_its_own_tail(kind: Kind) {
+    let db = Db::fresh(kind).await;
+    let s = &*db.store;
+    let (a, b, c) = (stream(0xA), stream(0xB), stream(0xC));
+    let mut ea = vec![created("a")];
+    ea.extend(notes(4, "a"));
+    let mut eb = vec![created("b")];
+    eb.extend(notes(2, "b"));
+    s.append(T0, vec![part(a, 0, &ea), part(b, 0, &eb)])
+        .await
+        .expect("append");
+    s.append(T0 + 1, vec![part(b, 3, &notes(3, "b later"))])
+        .await
+        .expect("append");
+    let asked = [(b, 2), (a, 0), (c, 0), (a, 4), (b, 6), (b, 9)];
+    let got = s
+        .read_streams_after(&asked)
+        .await
+        .expect("read_streams_after");
+    assert_eq!(got.len(), asked.len(), "one answer per stream asked");
+    for ((id, after), tail) in asked.iter().zip(&got) {
+        let want = s
+            .read_stream_after(*id, *after)
+            .await
+            .expect("read_stream_after");
+        assert_eq!(tail, &want, "stream {id} after version {after}");
+    }
+    assert_eq!(got[0].len(), 4, "b past version 2: its versions 3 to 6");
+    assert_eq!(got[1].len(), 5);
+    assert!(got[2].is_empty(), "an unknown stream has no events");
+    assert_eq!(got[3].len(), 1);
+    assert!(got[4].is_empty() && got[5].is_empty());
+    assert!(s
+        .read_streams_after(&[])
+        .await
+        .expect("nothing asked")
+        .is_empty());
+}
+
 async fn streams_with_types_finds_the_streams_with_those_types_in_the_range(kind: Kind) {
     let db = Db::fresh(kind).await;
     let s = &*db.store;
@@ -2048,6 +2087,7 @@ async fn streams_with_types_finds_the_streams_with_those_types_in_the_range(kind
 
 contract_tests!(
     read_stream_after_returns_exactly_the_tail_past_a_version,
+    read_streams_after_answers_each_stream_asked_with_its_own_tail,
     streams_with_types_finds_the_streams_with_those_types_in_the_range,
     an_empty_log_has_the_genesis_head_and_verifies,
     appended_entries_read_back_in_order_with_a_contiguous_chain,

@@ -137,7 +137,28 @@ async fn apply_one(
         Some(h) if !run.items.is_empty() => h,
         _ => inst.store.inbound_head(&partner.name).await?,
     };
-    for w in msg.entries {
+    // The states of the tickets this message's new events touch, read in one go: each
+    // would otherwise be a store read of its own (a snapshot miss on most tickets).
+    let events: Vec<Option<ReplicatedEvent>> = msg
+        .entries
+        .iter()
+        .map(|w| match ChannelBody::decode(&w.body) {
+            Ok(ChannelBody::Event(re)) if w.seq > head.seq => Some(re),
+            _ => None,
+        })
+        .collect();
+    let mut missing: Vec<TicketId> = Vec::new();
+    for re in events.iter().flatten() {
+        let t = TicketId(re.ticket_ulid());
+        if !run.states.contains_key(&t) && !missing.contains(&t) {
+            missing.push(t);
+        }
+    }
+    if !missing.is_empty() {
+        let states = inst.take_states(&missing).await?;
+        run.states.extend(missing.into_iter().zip(states));
+    }
+    for (w, re) in msg.entries.into_iter().zip(events) {
         let entry = ChannelEntry {
             seq: w.seq,
             prev_hash: w.prev_hash,
@@ -171,7 +192,7 @@ async fn apply_one(
             }
             break;
         }
-        if let Some(batch) = prepare(inst, partner, &entry, &mut run.states).await? {
+        if let Some(batch) = prepare(inst, partner, re, &mut run.states).await? {
             head = ChannelHead {
                 seq: entry.seq,
                 hash: entry.hash,
@@ -247,6 +268,11 @@ impl Run {
         out: &mut Outcome,
     ) -> Result<bool> {
         if self.items.is_empty() {
+            // Nothing prepared: the states are plain folds of what the store holds (read
+            // ahead for entries that were not prepared after all), kept for the next use.
+            for (id, (state, version)) in self.states.drain() {
+                inst.remember(id, version, state);
+            }
             return Ok(true);
         }
         let me = inst.name().to_string();
@@ -350,10 +376,10 @@ impl Run {
 async fn prepare(
     inst: &Instance,
     partner: &Partner,
-    entry: &ChannelEntry,
+    re: Option<ReplicatedEvent>,
     states: &mut HashMap<TicketId, (Option<domain::Ticket>, u64)>,
 ) -> Result<Option<Vec<StreamAppend>>> {
-    let Ok(ChannelBody::Event(re)) = ChannelBody::decode(&entry.body) else {
+    let Some(re) = re else {
         return Ok(None);
     };
     let Ok(ev) = decode_event(re.schema_version, &re.payload) else {
