@@ -74,6 +74,12 @@ struct Args {
     /// already holds one (for profiling rebuild and verify without generating again).
     #[arg(long, env = "BENCH_LOG_DIR")]
     log_dir: Option<PathBuf>,
+    /// Write the sync daemons' logs (`daemon-acme.log`, `daemon-bolt.log`) into this
+    /// directory, kept after the run; by default they go into the temporary directory.
+    /// With `BENCH_DAEMON_LOG=ticketsync_store=debug,ticketsync_sync=debug`, the applier's
+    /// log says where its time went (`scripts/repl-stages.py` sums it up).
+    #[arg(long, env = "BENCH_DAEMON_LOGS")]
+    daemon_logs: Option<PathBuf>,
     #[arg(long, default_value = "target/bench/latest.json")]
     out: PathBuf,
 }
@@ -173,7 +179,15 @@ async fn main() -> Result<()> {
             bin,
             nats_pid: nats.pid(),
         };
-        for f in repl::run(&pair, &o, &root).await? {
+        let logs = match &a.daemon_logs {
+            Some(d) => {
+                std::fs::create_dir_all(d)
+                    .with_context(|| format!("cannot create {}", d.display()))?;
+                d.clone()
+            }
+            None => root.clone(),
+        };
+        for f in repl::run(&pair, &o, &logs).await? {
             report.push(f);
         }
     }
