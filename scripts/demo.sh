@@ -58,9 +58,11 @@ acme init --instance acme --nats "$url"
 bolt init --instance bolt --nats "$url" "${bolt_db[@]}"
 code=$(acme partner invite bolt --expires-in 1h | tail -n 1)
 bolt partner join "$code" --map-organization "Acme Corp (account 1042)"
-acme sync run >"$work/acme-sync.log" 2>&1 &
+# The binary itself in the background, not the `acme`/`bolt` functions: `$!` of a function
+# run in the background is the subshell's, and stopping that left the daemon running.
+"$TS" --data-dir "$work/acme" --as alice sync run >"$work/acme-sync.log" 2>&1 &
 pids+=($!)
-bolt sync run >"$work/bolt-sync.log" 2>&1 &
+"$TS" --data-dir "$work/bolt" --as bob sync run >"$work/bolt-sync.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 200); do acme partner list | grep -q 'bolt .*paired' && break; sleep 0.05; done
 acme partner list
