@@ -443,6 +443,7 @@ fn stream_tail(
     }
     Ok(out)
 }
+
 fn empty_entry() -> LogEntry {
     LogEntry {
         position: 0,
