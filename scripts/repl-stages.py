@@ -2,7 +2,7 @@
 """Sums up where the applying daemon's time went in a replication bench run.
 
 Reads a daemon log written with
-  BENCH_DAEMON_LOG=ticketsync_store=debug,ticketsync_sync=debug BENCH_DAEMON_LOGS=DIR
+  BENCH_DAEMON_LOG=ticketsync_store=debug,ticketsync_sync=debug,ticketsync_projections=debug BENCH_DAEMON_LOGS=DIR
 and prints, for the inbound task and the projection loop, how long each was busy and how
 much of that was inside its write transaction (waiting for the write lock, committing).
 Usage: scripts/repl-stages.py DIR/daemon-bolt.log
@@ -26,6 +26,7 @@ def main(path):
         "inbound run written": "inbound writes",
         "projections caught up": "projection calls",
         "projection batch written": "projection writes",
+        "projection batch computed": "projection batches computed",
     }
     seen = {k: [] for k in kinds}
     for l in lines:
@@ -48,6 +49,10 @@ def main(path):
         if ls:
             print(f"{label}: {len(ls)}, in transaction {secs(ls, 'total_us'):.2f} s "
                   f"(lock wait {secs(ls, 'lock_wait_us'):.2f} s, commit {secs(ls, 'commit_us'):.2f} s)")
+    ls = seen["projection batch computed"]
+    if ls:
+        print(f"projection batches computed: {len(ls)}, {sum(field(l, 'entries') for l in ls)} "
+              f"entries, loading {secs(ls, 'load_us'):.2f} s, applying {secs(ls, 'apply_us'):.2f} s")
     calls = seen["projections caught up"]
     if calls:
         print(f"projection: {len(calls)} catch-ups, busy {secs(calls, 'projection_us'):.2f} s")

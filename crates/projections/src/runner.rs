@@ -217,17 +217,31 @@ async fn catch_up_batched(
         let to = last.position;
         let overlay = pending.as_ref().map(|(_, o)| o);
         let empty = Overlay::default();
+        // Loaded before the commit in flight is sent: the store still holds what that
+        // commit replaces, and the overlay supplies what it writes. So the commit and this
+        // batch's `apply` run side by side (the commit on the store's thread), and the load
+        // does not queue behind the commit for the connection.
+        let started = std::time::Instant::now();
+        let docs = load(
+            store,
+            p,
+            stored_as,
+            &entries,
+            overlay.unwrap_or(&empty),
+            written.as_ref(),
+        )
+        .await;
+        let loaded = started.elapsed();
         let work = async {
-            let docs = load(
-                store,
-                p,
-                stored_as,
-                &entries,
-                overlay.unwrap_or(&empty),
-                written.as_ref(),
-            )
-            .await?;
-            p.apply(docs, &entries)
+            let changes = p.apply(docs?, &entries);
+            tracing::debug!(
+                projection = stored_as,
+                entries = entries.len(),
+                load_us = loaded.as_micros() as u64,
+                apply_us = (started.elapsed() - loaded).as_micros() as u64,
+                "projection batch computed"
+            );
+            changes
         };
         let (committed, changes, next) = futures::join!(commit, work, store.read_log(to, batch));
         match committed {
