@@ -1,7 +1,7 @@
 //! The ticket projection: each ticket's current state, items and history as JSON
-//! documents (a head, one per item, one per history line), plus the instance's ticket numbers.
+//! documents (a head, one per item, history in chunks), plus the instance's ticket numbers.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -333,18 +333,16 @@ fn summary(ev: &Event) -> String {
     }
 }
 
+/// History lines per stored chunk: a ticket's history is kept in chunks of this many lines,
+/// so an event rewrites one small chunk instead of the whole history.
+pub const HISTORY_CHUNK: u64 = 64;
+
 /// Where each part of a ticket is stored: the head (the view without items and history)
-/// under `t/{ticket}`, each item under `i/{ticket}/{item}`, each history line under
-/// `h/{ticket}/v{version}`, and `#n/{number}` naming the ticket with that number. Each kind
-/// has its own prefix, so the heads alone (a ticket list) or one ticket's items are one
-/// key-range scan; ticket ids are ULIDs, so no ticket's prefix is a prefix of another's.
-///
-/// A history line is written once and never read back while applying, so an event adds one
-/// small document (about 200 bytes) whatever the ticket's length. Projections written
-/// before this layout kept history in chunks of 64 lines under `h/{ticket}/{chunk}` (ten
-/// digits), rewritten by every batch that touched the ticket; readers still take those:
-/// a ticket's chunks sort before its lines and hold the versions before them, so key
-/// order is history order. A rebuild writes lines only.
+/// under `t/{ticket}`, each item under `i/{ticket}/{item}`, history lines in chunks under
+/// `h/{ticket}/{chunk}` (the chunk taken from the stream version), and `#n/{number}` naming
+/// the ticket with that number. Each kind has its own prefix, so the heads alone (a ticket
+/// list) or one ticket's items are one key-range scan; ticket ids are ULIDs, so no ticket's
+/// prefix is a prefix of another's.
 fn head_key(ticket: &str) -> String {
     format!("t/{ticket}")
 }
@@ -357,8 +355,8 @@ fn items_prefix(ticket: &str) -> String {
     format!("i/{ticket}/")
 }
 
-fn history_key(ticket: &str, version: u64) -> String {
-    format!("h/{ticket}/v{version:010}")
+fn history_key(ticket: &str, chunk: u64) -> String {
+    format!("h/{ticket}/{chunk:010}")
 }
 
 fn history_prefix(ticket: &str) -> String {
@@ -371,20 +369,16 @@ fn number_key(number: u64) -> String {
     format!("#n/{number:012}")
 }
 
+fn chunk_of(version: u64) -> u64 {
+    version.saturating_sub(1) / HISTORY_CHUNK
+}
+
 /// What a stored key holds.
 enum DocKind<'a> {
     Head(&'a str),
     Item(&'a str),
-    /// A history line, or a chunk of lines in the earlier layout.
-    History(&'a str, HistoryDoc),
+    Chunk(&'a str, u64),
     Other,
-}
-
-/// The two forms a stored history document takes (see `head_key`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum HistoryDoc {
-    Line,
-    Chunk,
 }
 
 fn classify(key: &str) -> DocKind<'_> {
@@ -394,13 +388,8 @@ fn classify(key: &str) -> DocKind<'_> {
     if let Some((t, _)) = key.strip_prefix("i/").and_then(|r| r.split_once('/')) {
         return DocKind::Item(t);
     }
-    let digits = |n: &str| n.len() == 10 && n.bytes().all(|b| b.is_ascii_digit());
     match key.strip_prefix("h/").and_then(|r| r.split_once('/')) {
-        Some((t, n)) => match n.strip_prefix('v') {
-            Some(v) if digits(v) => DocKind::History(t, HistoryDoc::Line),
-            None if digits(n) => DocKind::History(t, HistoryDoc::Chunk),
-            _ => DocKind::Other,
-        },
+        Some((t, n)) => n.parse().map_or(DocKind::Other, |n| DocKind::Chunk(t, n)),
         None => DocKind::Other,
     }
 }
@@ -417,7 +406,7 @@ struct StoredItem {
 struct Raw {
     head: Option<Vec<u8>>,
     items: Vec<(String, Vec<u8>)>,
-    history: Vec<(String, HistoryDoc, Vec<u8>)>,
+    chunks: Vec<(u64, Vec<u8>)>,
 }
 
 /// Sorts loaded documents by ticket.
@@ -427,10 +416,7 @@ fn group(docs: impl IntoIterator<Item = (String, Vec<u8>)>) -> HashMap<String, R
         match classify(&key) {
             DocKind::Head(t) => out.entry(t.to_string()).or_default().head = Some(doc),
             DocKind::Item(t) => out.entry(t.to_string()).or_default().items.push((key, doc)),
-            DocKind::History(t, form) => {
-                let t = t.to_string();
-                out.entry(t).or_default().history.push((key, form, doc))
-            }
+            DocKind::Chunk(t, n) => out.entry(t.to_string()).or_default().chunks.push((n, doc)),
             DocKind::Other => {}
         }
     }
@@ -438,15 +424,15 @@ fn group(docs: impl IntoIterator<Item = (String, Vec<u8>)>) -> HashMap<String, R
 }
 
 /// One ticket's documents in memory while entries are applied: the head (the view with
-/// empty items and history), the items loaded or added and which of them changed, the
-/// stored history (loaded only to show the whole ticket) and the lines added since.
+/// empty items and history), the items loaded or added, the history chunks appended to,
+/// and which of them changed.
 #[derive(Clone, Debug)]
 struct Working {
     head: TicketView,
     items: HashMap<String, StoredItem>,
+    chunks: BTreeMap<u64, Vec<HistoryView>>,
     dirty_items: BTreeSet<String>,
-    history: Vec<HistoryView>,
-    new_lines: Vec<HistoryView>,
+    dirty_chunks: BTreeSet<u64>,
 }
 
 impl Working {
@@ -454,9 +440,9 @@ impl Working {
         Working {
             head,
             items: HashMap::new(),
+            chunks: BTreeMap::new(),
             dirty_items: BTreeSet::new(),
-            history: Vec::new(),
-            new_lines: Vec::new(),
+            dirty_chunks: BTreeSet::new(),
         }
     }
 
@@ -470,13 +456,9 @@ impl Working {
             let s: StoredItem = parse_doc(&key, &doc)?;
             w.items.insert(s.item.id.clone(), s);
         }
-        let mut history = raw.history;
-        history.sort_by(|a, b| a.0.cmp(&b.0));
-        for (key, form, doc) in history {
-            match form {
-                HistoryDoc::Line => w.history.push(parse_doc(&key, &doc)?),
-                HistoryDoc::Chunk => w.history.extend(parse_doc::<Vec<HistoryView>>(&key, &doc)?),
-            }
+        for (n, doc) in raw.chunks {
+            w.chunks
+                .insert(n, parse_doc(&history_key(ticket, n), &doc)?);
         }
         Ok(Some(w))
     }
@@ -487,8 +469,7 @@ impl Working {
         let mut items: Vec<StoredItem> = self.items.into_values().collect();
         items.sort_by_key(|s| s.added);
         v.items = items.into_iter().map(|s| s.item).collect();
-        v.history = self.history;
-        v.history.extend(self.new_lines);
+        v.history = self.chunks.into_values().flatten().collect();
         v
     }
 
@@ -508,12 +489,14 @@ impl Working {
                 });
             }
         }
-        for line in &self.new_lines {
-            let key = history_key(ticket, line.version);
-            out.push(DocChange::Put {
-                doc: to_doc(&key, line)?,
-                key,
-            });
+        for n in &self.dirty_chunks {
+            if let Some(lines) = self.chunks.get(n) {
+                let key = history_key(ticket, *n);
+                out.push(DocChange::Put {
+                    doc: to_doc(&key, lines)?,
+                    key,
+                });
+            }
         }
         Ok(())
     }
@@ -606,9 +589,9 @@ fn apply_to(
     let Working {
         head: v,
         items,
+        chunks,
         dirty_items,
-        new_lines,
-        ..
+        dirty_chunks,
     } = &mut w;
     let mut links = to_domain(&v.links)?;
     let editor = InstanceId::parse(&e.actor_instance).map_err(|_| ProjectionError::BadDoc {
@@ -789,7 +772,8 @@ fn apply_to(
     v.version = e.version;
     v.position = e.position;
     v.updated_at = at.clone();
-    new_lines.push(HistoryView {
+    let chunk = chunk_of(e.version);
+    chunks.entry(chunk).or_default().push(HistoryView {
         position: e.position,
         version: e.version,
         event_id: e.event_id.to_string(),
@@ -798,6 +782,7 @@ fn apply_to(
         event_type: e.event_type.clone(),
         summary: summary(ev),
     });
+    dirty_chunks.insert(chunk);
     Ok(Some(w))
 }
 
@@ -846,6 +831,7 @@ impl Projection for TicketProjection {
         keys.insert(NUMBERS_KEY.to_string());
         for e in entries {
             let ticket = e.stream_id.to_string();
+            keys.insert(history_key(&ticket, chunk_of(e.version)));
             // An undecodable entry is reported by `apply`.
             if let Some(item) = decode(e).ok().and_then(|ev| ev.item()) {
                 keys.insert(item_key(&ticket, &item.to_string()));
@@ -1053,128 +1039,4 @@ pub async fn ticket_as_of(
         work = apply_to(work, number, &e, &decode(&e)?)?;
     }
     Ok(work.map(Working::into_view))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ticketsync_domain::ItemId;
-    use ticketsync_wire::{encode_event, SCHEMA_VERSION};
-
-    fn entry(ticket: Ulid, version: u64, ev: &Event) -> LogEntry {
-        LogEntry {
-            position: 100 + version,
-            event_id: Ulid::from_parts(version, 7),
-            stream_id: ticket,
-            version,
-            schema_version: SCHEMA_VERSION,
-            event_type: ev.type_name().to_string(),
-            occurred_at: 1_700_000_000_000 + version as i64,
-            recorded_at: 1_700_000_000_000 + version as i64,
-            actor_instance: "acme".into(),
-            actor_user: "alice".into(),
-            link_seq: 0,
-            payload: encode_event(ev).unwrap(),
-            prev_hash: [0; 32],
-            hash: [0; 32],
-        }
-    }
-
-    fn events(n: u64) -> Vec<Event> {
-        let mut out = vec![Event::TicketCreated {
-            title: "Printer".into(),
-            description: "jams".into(),
-            customer: None,
-            status: "New".into(),
-        }];
-        for i in 1..n {
-            out.push(Event::NoteAdded {
-                item: ItemId(Ulid::from_parts(i, 1)),
-                text: format!("note {i}"),
-                internal: false,
-            });
-        }
-        out
-    }
-
-    /// The documents one `apply` of every entry writes.
-    fn applied(entries: &[LogEntry]) -> Vec<(String, Vec<u8>)> {
-        TicketProjection
-            .apply(HashMap::new(), entries)
-            .unwrap()
-            .into_iter()
-            .filter_map(|c| match c {
-                DocChange::Put { key, doc } => Some((key, doc)),
-                DocChange::Delete { .. } => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn each_history_line_is_its_own_document_and_reads_back_in_version_order() {
-        let ticket = Ulid::from_parts(1, 1);
-        let entries: Vec<LogEntry> = events(12)
-            .iter()
-            .enumerate()
-            .map(|(i, ev)| entry(ticket, i as u64 + 1, ev))
-            .collect();
-        let docs = applied(&entries);
-        let lines: Vec<&String> = docs
-            .iter()
-            .map(|(k, _)| k)
-            .filter(|k| k.starts_with("h/"))
-            .collect();
-        assert_eq!(lines.len(), 12);
-        assert!(lines.contains(&&format!("h/{ticket}/v0000000012")));
-        let view = Working::parse(
-            &ticket.to_string(),
-            group(docs.clone()).remove(&ticket.to_string()).unwrap(),
-        )
-        .unwrap()
-        .unwrap()
-        .into_view();
-        let versions: Vec<u64> = view.history.iter().map(|h| h.version).collect();
-        assert_eq!(versions, (1..=12).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn history_stored_in_the_earlier_chunked_layout_reads_before_the_lines_added_since() {
-        let ticket = Ulid::from_parts(1, 1);
-        let t = ticket.to_string();
-        let entries: Vec<LogEntry> = events(70)
-            .iter()
-            .enumerate()
-            .map(|(i, ev)| entry(ticket, i as u64 + 1, ev))
-            .collect();
-        let expected = Working::parse(&t, group(applied(&entries)).remove(&t).unwrap())
-            .unwrap()
-            .unwrap()
-            .into_view();
-        assert_eq!(expected.history.len(), 70);
-        // The earlier layout: versions 1-64 in chunk 0, 65-66 in chunk 1; then this layout
-        // added 67-70 as lines.
-        let mut docs: Vec<(String, Vec<u8>)> = applied(&entries)
-            .into_iter()
-            .filter(|(k, _)| !k.starts_with("h/"))
-            .collect();
-        docs.push((
-            format!("h/{t}/0000000001"),
-            serde_json::to_vec(&expected.history[64..66]).unwrap(),
-        ));
-        for line in &expected.history[66..] {
-            docs.push((
-                history_key(&t, line.version),
-                serde_json::to_vec(line).unwrap(),
-            ));
-        }
-        docs.push((
-            format!("h/{t}/0000000000"),
-            serde_json::to_vec(&expected.history[..64]).unwrap(),
-        ));
-        let view = Working::parse(&t, group(docs).remove(&t).unwrap())
-            .unwrap()
-            .unwrap()
-            .into_view();
-        assert_eq!(view, expected);
-    }
 }
