@@ -217,23 +217,21 @@ async fn catch_up_batched(
         let to = last.position;
         let overlay = pending.as_ref().map(|(_, o)| o);
         let empty = Overlay::default();
-        // Loaded before the commit in flight is sent: the store still holds what that
-        // commit replaces, and the overlay supplies what it writes. So the commit and this
-        // batch's `apply` run side by side (the commit on the store's thread), and the load
-        // does not queue behind the commit for the connection.
-        let started = std::time::Instant::now();
-        let docs = load(
-            store,
-            p,
-            stored_as,
-            &entries,
-            overlay.unwrap_or(&empty),
-            written.as_ref(),
-        )
-        .await;
-        let loaded = started.elapsed();
         let work = async {
-            let changes = p.apply(docs?, &entries);
+            let started = std::time::Instant::now();
+            let docs = load(
+                store,
+                p,
+                stored_as,
+                &entries,
+                overlay.unwrap_or(&empty),
+                written.as_ref(),
+            )
+            .await?;
+            let loaded = started.elapsed();
+            let changes = p.apply(docs, &entries);
+            // `load_us` includes waiting for the commit in flight, which holds the
+            // projection connection (SQLite).
             tracing::debug!(
                 projection = stored_as,
                 entries = entries.len(),
