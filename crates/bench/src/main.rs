@@ -76,8 +76,9 @@ struct Args {
     log_dir: Option<PathBuf>,
     /// Write the sync daemons' logs (`daemon-acme.log`, `daemon-bolt.log`) into this
     /// directory, kept after the run; by default they go into the temporary directory.
-    /// With `BENCH_DAEMON_LOG=ticketsync_store=debug,ticketsync_sync=debug,ticketsync_projections=debug`, the applier's
-    /// log says where its time went (`scripts/repl-stages.py` sums it up).
+    /// With `BENCH_DAEMON_LOG` set to
+    /// `ticketsync_store=debug,ticketsync_sync=debug,ticketsync_projections=debug`, the
+    /// applier's log says where its time went (`scripts/repl-stages.py` sums it up).
     #[arg(long, env = "BENCH_DAEMON_LOGS")]
     daemon_logs: Option<PathBuf>,
     #[arg(long, default_value = "target/bench/latest.json")]
