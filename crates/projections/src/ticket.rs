@@ -423,6 +423,67 @@ fn group(docs: impl IntoIterator<Item = (String, Vec<u8>)>) -> HashMap<String, R
     out
 }
 
+/// One stored history chunk while entries are applied: its document as loaded, still
+/// unparsed, and the lines appended to it since. Applying only ever appends history, so
+/// the stored lines are never parsed or serialized again: the new document is the stored
+/// array with the new lines spliced in before its closing bracket, the very bytes
+/// serializing all the lines would give (`HistoryChunk::doc`).
+#[derive(Clone, Debug, Default)]
+struct HistoryChunk {
+    stored: Option<Vec<u8>>,
+    added: Vec<HistoryView>,
+}
+
+impl HistoryChunk {
+    /// Takes a stored chunk, checking it is shaped as a JSON array (its lines are checked
+    /// when it is read whole, by `lines`).
+    fn loaded(key: &str, doc: Vec<u8>) -> Result<Self, ProjectionError> {
+        if doc.len() < 2 || doc[0] != b'[' || doc[doc.len() - 1] != b']' {
+            return Err(ProjectionError::BadDoc {
+                key: key.to_string(),
+                reason: "a history chunk is not a JSON array".into(),
+            });
+        }
+        Ok(HistoryChunk {
+            stored: Some(doc),
+            added: Vec::new(),
+        })
+    }
+
+    /// Every line: the stored ones, parsed, then those added.
+    fn lines(self, key: &str) -> Result<Vec<HistoryView>, ProjectionError> {
+        let mut lines: Vec<HistoryView> = match &self.stored {
+            Some(doc) => parse_doc(key, doc)?,
+            None => Vec::new(),
+        };
+        lines.extend(self.added);
+        Ok(lines)
+    }
+
+    /// The document to store: the stored array with the added lines appended.
+    fn doc(&self, key: &str) -> Result<Vec<u8>, ProjectionError> {
+        let mut out = match &self.stored {
+            Some(doc) => {
+                let mut out = Vec::with_capacity(doc.len() + self.added.len() * 256);
+                out.extend_from_slice(&doc[..doc.len() - 1]);
+                out
+            }
+            None => vec![b'['],
+        };
+        for line in &self.added {
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, line).map_err(|e| ProjectionError::BadDoc {
+                key: key.to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+        out.push(b']');
+        Ok(out)
+    }
+}
+
 /// One ticket's documents in memory while entries are applied: the head (the view with
 /// empty items and history), the items loaded or added, the history chunks appended to,
 /// and which of them changed.
@@ -430,7 +491,7 @@ fn group(docs: impl IntoIterator<Item = (String, Vec<u8>)>) -> HashMap<String, R
 struct Working {
     head: TicketView,
     items: HashMap<String, StoredItem>,
-    chunks: BTreeMap<u64, Vec<HistoryView>>,
+    chunks: BTreeMap<u64, HistoryChunk>,
     dirty_items: BTreeSet<String>,
     dirty_chunks: BTreeSet<u64>,
 }
@@ -458,19 +519,21 @@ impl Working {
         }
         for (n, doc) in raw.chunks {
             w.chunks
-                .insert(n, parse_doc(&history_key(ticket, n), &doc)?);
+                .insert(n, HistoryChunk::loaded(&history_key(ticket, n), doc)?);
         }
         Ok(Some(w))
     }
 
     /// The whole view: items in the order added, history in log order.
-    fn into_view(self) -> TicketView {
+    fn into_view(self) -> Result<TicketView, ProjectionError> {
         let mut v = self.head;
         let mut items: Vec<StoredItem> = self.items.into_values().collect();
         items.sort_by_key(|s| s.added);
         v.items = items.into_iter().map(|s| s.item).collect();
-        v.history = self.chunks.into_values().flatten().collect();
-        v
+        for (n, chunk) in self.chunks {
+            v.history.extend(chunk.lines(&history_key(&v.id, n))?);
+        }
+        Ok(v)
     }
 
     /// The documents that changed.
@@ -490,10 +553,10 @@ impl Working {
             }
         }
         for n in &self.dirty_chunks {
-            if let Some(lines) = self.chunks.get(n) {
+            if let Some(chunk) = self.chunks.get(n) {
                 let key = history_key(ticket, *n);
                 out.push(DocChange::Put {
-                    doc: to_doc(&key, lines)?,
+                    doc: chunk.doc(&key)?,
                     key,
                 });
             }
@@ -773,7 +836,7 @@ fn apply_to(
     v.position = e.position;
     v.updated_at = at.clone();
     let chunk = chunk_of(e.version);
-    chunks.entry(chunk).or_default().push(HistoryView {
+    chunks.entry(chunk).or_default().added.push(HistoryView {
         position: e.position,
         version: e.version,
         event_id: e.event_id.to_string(),
@@ -951,7 +1014,9 @@ impl TicketProjection {
                 .await?,
         );
         match group(docs).remove(&ticket) {
-            Some(raw) => Ok(Working::parse(&ticket, raw)?.map(Working::into_view)),
+            Some(raw) => Working::parse(&ticket, raw)?
+                .map(Working::into_view)
+                .transpose(),
             None => Ok(None),
         }
     }
@@ -1007,7 +1072,7 @@ impl TicketProjection {
         let mut out = Vec::new();
         for (key, raw) in group(store.list_docs(TICKETS).await?) {
             if let Some(w) = Working::parse(&key, raw)? {
-                out.push(w.into_view());
+                out.push(w.into_view()?);
             }
         }
         out.sort_by_key(|t| t.number);
@@ -1038,5 +1103,75 @@ pub async fn ticket_as_of(
     for e in store.read_stream(id, Some(position)).await? {
         work = apply_to(work, number, &e, &decode(&e)?)?;
     }
-    Ok(work.map(Working::into_view))
+    work.map(Working::into_view).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn line(version: u64, summary: String) -> HistoryView {
+        HistoryView {
+            position: version * 3,
+            version,
+            event_id: Ulid::from_parts(version, 7).to_string(),
+            at: "2026-12-06T10:00:00.000Z".into(),
+            actor: ActorView {
+                instance: "acme".into(),
+                user: "ana \"the lead\"".into(),
+            },
+            event_type: "NoteAdded".into(),
+            summary,
+        }
+    }
+
+    proptest! {
+        /// Splicing lines into a stored chunk gives the bytes serializing every line
+        /// gives, and reading it back gives every line in order.
+        #[test]
+        fn appended_chunk_is_the_serialized_lines(
+            summaries in proptest::collection::vec(".{0,40}", 0..12),
+            stored in 0usize..12,
+        ) {
+            let all: Vec<HistoryView> = summaries
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| line(i as u64 + 1, s))
+                .collect();
+            let stored = stored.min(all.len());
+            let mut chunk = if stored == 0 {
+                HistoryChunk::default()
+            } else {
+                HistoryChunk::loaded("h", serde_json::to_vec(&all[..stored]).unwrap()).unwrap()
+            };
+            chunk.added.extend(all[stored..].iter().cloned());
+            let doc = chunk.doc("h").unwrap();
+            prop_assert_eq!(&doc, &serde_json::to_vec(&all).unwrap());
+            let back = HistoryChunk::loaded("h", doc).unwrap().lines("h").unwrap();
+            prop_assert_eq!(back, all);
+        }
+    }
+
+    #[test]
+    fn an_empty_stored_chunk_takes_lines_without_a_comma() {
+        let mut chunk = HistoryChunk::loaded("h", b"[]".to_vec()).unwrap();
+        chunk.added.push(line(1, "one".into()));
+        let doc = chunk.doc("h").unwrap();
+        assert_eq!(
+            doc,
+            serde_json::to_vec(&vec![line(1, "one".into())]).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_chunk_that_is_not_an_array_is_refused() {
+        for bad in [&b""[..], b"[", b"{}", b"[1,2", b"null"] {
+            let err = HistoryChunk::loaded("h/x/0", bad.to_vec()).unwrap_err();
+            assert!(
+                matches!(&err, ProjectionError::BadDoc { key, .. } if key == "h/x/0"),
+                "{bad:?}: {err}"
+            );
+        }
+    }
 }
