@@ -38,7 +38,8 @@ pub enum ProjectionError {
 pub trait Projection: Send + Sync {
     /// The name its documents and checkpoint are stored under.
     fn name(&self) -> &str;
-    /// The keys of the documents these entries read or write.
+    /// The keys of the documents these entries read (or overwrite, having read them). Not
+    /// the keys it only appends to (`DocChange::Append`): those it never reads.
     fn keys(&self, entries: &[LogEntry]) -> Vec<String>;
     /// Key prefixes of further documents these entries read (every document whose key
     /// starts with one of them is loaded too). None by default.
@@ -92,32 +93,55 @@ impl Written {
     /// to be given up.
     fn note(&mut self, changes: &[DocChange]) -> bool {
         for c in changes {
-            if let DocChange::Put { key, .. } = c {
-                self.hashes.insert(Self::hash(key));
+            match c {
+                DocChange::Put { key, .. } | DocChange::Append { key, .. } => {
+                    self.hashes.insert(Self::hash(key));
+                }
+                DocChange::Delete { .. } => {}
             }
         }
         self.hashes.len() <= MAX_WRITTEN_KEYS
     }
 }
 
-/// The documents a commit that is still running writes, by key (`None`: deleted): the
-/// next batch is computed while that commit runs, so what it loads is read through these.
+/// What a commit that is still running leaves under a key.
+enum Pending {
+    Doc(Vec<u8>),
+    Deleted,
+    /// Appended to in the store: the document is only known once the commit is done.
+    Appended,
+}
+
+/// The documents a commit that is still running writes, by key: the next batch is
+/// computed while that commit runs, so what it loads is read through these.
 #[derive(Default)]
 struct Overlay {
-    docs: BTreeMap<String, Option<Vec<u8>>>,
+    docs: BTreeMap<String, Pending>,
 }
 
 impl Overlay {
     fn of(changes: &[DocChange]) -> Self {
         let mut docs = BTreeMap::new();
-        // In order: the last change to a key is the one the commit leaves.
+        // In order: the last change to a key is the one the commit leaves (an append to a
+        // document put in the same commit leaves a document known only after it).
         for c in changes {
-            match c {
-                DocChange::Put { key, doc } => docs.insert(key.clone(), Some(doc.clone())),
-                DocChange::Delete { key } => docs.insert(key.clone(), None),
+            let p = match c {
+                DocChange::Put { doc, .. } => Pending::Doc(doc.clone()),
+                DocChange::Delete { .. } => Pending::Deleted,
+                DocChange::Append { .. } => Pending::Appended,
             };
+            docs.insert(c.key().to_string(), p);
         }
         Overlay { docs }
+    }
+}
+
+/// A projection asked to read a document it appends to, which `DocChange::Append` rules
+/// out: what the document holds is decided by a commit still running.
+fn reads_appended(key: &str) -> ProjectionError {
+    ProjectionError::BadDoc {
+        key: key.to_string(),
+        reason: "the projection reads a document it appends to in the same run".into(),
     }
 }
 
@@ -136,10 +160,11 @@ async fn load(
     let mut wanted = Vec::new();
     for key in p.keys(entries) {
         match overlay.docs.get(&key) {
-            Some(Some(doc)) => {
+            Some(Pending::Doc(doc)) => {
                 docs.insert(key, doc.clone());
             }
-            Some(None) => {}
+            Some(Pending::Deleted) => {}
+            Some(Pending::Appended) => return Err(reads_appended(&key)),
             None => wanted.push(key),
         }
     }
@@ -157,8 +182,9 @@ async fn load(
             .take_while(|(k, _)| k.starts_with(&prefix))
         {
             match doc {
-                Some(d) => docs.insert(key.clone(), d.clone()),
-                None => docs.remove(key),
+                Pending::Doc(d) => docs.insert(key.clone(), d.clone()),
+                Pending::Deleted => docs.remove(key),
+                Pending::Appended => return Err(reads_appended(key)),
             };
         }
     }

@@ -423,11 +423,10 @@ fn group(docs: impl IntoIterator<Item = (String, Vec<u8>)>) -> HashMap<String, R
     out
 }
 
-/// One stored history chunk while entries are applied: its document as loaded, still
-/// unparsed, and the lines appended to it since. Applying only ever appends history, so
-/// the stored lines are never parsed or serialized again: the new document is the stored
-/// array with the new lines spliced in before its closing bracket, the very bytes
-/// serializing all the lines would give (`HistoryChunk::doc`).
+/// One history chunk: as stored (when read whole), and the lines appended to it while
+/// entries are applied. Applying only ever appends history, so it never reads a chunk:
+/// the new lines go to the store as a `DocChange::Append`, spliced into the stored array
+/// there.
 #[derive(Clone, Debug, Default)]
 struct HistoryChunk {
     stored: Option<Vec<u8>>,
@@ -435,19 +434,11 @@ struct HistoryChunk {
 }
 
 impl HistoryChunk {
-    /// Takes a stored chunk, checking it is shaped as a JSON array (its lines are checked
-    /// when it is read whole, by `lines`).
-    fn loaded(key: &str, doc: Vec<u8>) -> Result<Self, ProjectionError> {
-        if doc.len() < 2 || doc[0] != b'[' || doc[doc.len() - 1] != b']' {
-            return Err(ProjectionError::BadDoc {
-                key: key.to_string(),
-                reason: "a history chunk is not a JSON array".into(),
-            });
-        }
-        Ok(HistoryChunk {
+    fn loaded(doc: Vec<u8>) -> Self {
+        HistoryChunk {
             stored: Some(doc),
             added: Vec::new(),
-        })
+        }
     }
 
     /// Every line: the stored ones, parsed, then those added.
@@ -460,18 +451,11 @@ impl HistoryChunk {
         Ok(lines)
     }
 
-    /// The document to store: the stored array with the added lines appended.
-    fn doc(&self, key: &str) -> Result<Vec<u8>, ProjectionError> {
-        let mut out = match &self.stored {
-            Some(doc) => {
-                let mut out = Vec::with_capacity(doc.len() + self.added.len() * 256);
-                out.extend_from_slice(&doc[..doc.len() - 1]);
-                out
-            }
-            None => vec![b'['],
-        };
-        for line in &self.added {
-            if out.len() > 1 {
+    /// The added lines as array elements: each serialized, separated by commas.
+    fn elements(&self, key: &str) -> Result<Vec<u8>, ProjectionError> {
+        let mut out = Vec::with_capacity(self.added.len() * 256);
+        for (i, line) in self.added.iter().enumerate() {
+            if i > 0 {
                 out.push(b',');
             }
             serde_json::to_writer(&mut out, line).map_err(|e| ProjectionError::BadDoc {
@@ -479,7 +463,6 @@ impl HistoryChunk {
                 reason: e.to_string(),
             })?;
         }
-        out.push(b']');
         Ok(out)
     }
 }
@@ -518,8 +501,7 @@ impl Working {
             w.items.insert(s.item.id.clone(), s);
         }
         for (n, doc) in raw.chunks {
-            w.chunks
-                .insert(n, HistoryChunk::loaded(&history_key(ticket, n), doc)?);
+            w.chunks.insert(n, HistoryChunk::loaded(doc));
         }
         Ok(Some(w))
     }
@@ -553,10 +535,10 @@ impl Working {
             }
         }
         for n in &self.dirty_chunks {
-            if let Some(chunk) = self.chunks.get(n) {
+            if let Some(chunk) = self.chunks.get(n).filter(|c| !c.added.is_empty()) {
                 let key = history_key(ticket, *n);
-                out.push(DocChange::Put {
-                    doc: chunk.doc(&key)?,
+                out.push(DocChange::Append {
+                    elements: chunk.elements(&key)?,
                     key,
                 });
             }
@@ -894,7 +876,6 @@ impl Projection for TicketProjection {
         keys.insert(NUMBERS_KEY.to_string());
         for e in entries {
             let ticket = e.stream_id.to_string();
-            keys.insert(history_key(&ticket, chunk_of(e.version)));
             // An undecodable entry is reported by `apply`.
             if let Some(item) = decode(e).ok().and_then(|ev| ev.item()) {
                 keys.insert(item_key(&ticket, &item.to_string()));
@@ -1127,51 +1108,67 @@ mod tests {
     }
 
     proptest! {
-        /// Splicing lines into a stored chunk gives the bytes serializing every line
-        /// gives, and reading it back gives every line in order.
+        /// The elements of added lines, in brackets, are the bytes serializing the lines
+        /// gives; read back as a stored chunk they are those lines, then any added after.
         #[test]
-        fn appended_chunk_is_the_serialized_lines(
-            summaries in proptest::collection::vec(".{0,40}", 0..12),
-            stored in 0usize..12,
+        fn added_lines_are_their_serialized_array_without_brackets(
+            summaries in proptest::collection::vec(".{0,40}", 1..12),
+            more in proptest::collection::vec(".{0,10}", 0..3),
         ) {
             let all: Vec<HistoryView> = summaries
                 .into_iter()
                 .enumerate()
                 .map(|(i, s)| line(i as u64 + 1, s))
                 .collect();
-            let stored = stored.min(all.len());
-            let mut chunk = if stored == 0 {
-                HistoryChunk::default()
-            } else {
-                HistoryChunk::loaded("h", serde_json::to_vec(&all[..stored]).unwrap()).unwrap()
-            };
-            chunk.added.extend(all[stored..].iter().cloned());
-            let doc = chunk.doc("h").unwrap();
+            let chunk = HistoryChunk { stored: None, added: all.clone() };
+            let mut doc = b"[".to_vec();
+            doc.extend(chunk.elements("h").unwrap());
+            doc.push(b']');
             prop_assert_eq!(&doc, &serde_json::to_vec(&all).unwrap());
-            let back = HistoryChunk::loaded("h", doc).unwrap().lines("h").unwrap();
-            prop_assert_eq!(back, all);
+            let extra: Vec<HistoryView> = more
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| line(all.len() as u64 + i as u64 + 1, s))
+                .collect();
+            let mut back = HistoryChunk::loaded(doc);
+            back.added.extend(extra.iter().cloned());
+            let mut want = all;
+            want.extend(extra);
+            prop_assert_eq!(back.lines("h").unwrap(), want);
         }
     }
 
     #[test]
-    fn an_empty_stored_chunk_takes_lines_without_a_comma() {
-        let mut chunk = HistoryChunk::loaded("h", b"[]".to_vec()).unwrap();
-        chunk.added.push(line(1, "one".into()));
-        let doc = chunk.doc("h").unwrap();
-        assert_eq!(
-            doc,
-            serde_json::to_vec(&vec![line(1, "one".into())]).unwrap()
+    fn an_unreadable_stored_chunk_is_named_when_read() {
+        let err = HistoryChunk::loaded(b"[1,".to_vec())
+            .lines("h/x/0000000000")
+            .unwrap_err();
+        assert!(
+            matches!(&err, ProjectionError::BadDoc { key, .. } if key == "h/x/0000000000"),
+            "{err}"
         );
     }
 
     #[test]
-    fn a_chunk_that_is_not_an_array_is_refused() {
-        for bad in [&b""[..], b"[", b"{}", b"[1,2", b"null"] {
-            let err = HistoryChunk::loaded("h/x/0", bad.to_vec()).unwrap_err();
-            assert!(
-                matches!(&err, ProjectionError::BadDoc { key, .. } if key == "h/x/0"),
-                "{bad:?}: {err}"
-            );
-        }
+    fn applying_never_reads_history_chunks() {
+        let e = LogEntry {
+            position: 1,
+            event_id: Ulid::from_parts(1, 1),
+            stream_id: Ulid::from_parts(1, 2),
+            version: 1,
+            schema_version: ticketsync_wire::SCHEMA_VERSION,
+            event_type: "TicketCreated".into(),
+            occurred_at: 0,
+            recorded_at: 0,
+            actor_instance: "acme".into(),
+            actor_user: "ana".into(),
+            link_seq: 0,
+            payload: vec![],
+            prev_hash: [0; 32],
+            hash: [0; 32],
+        };
+        let keys = TicketProjection.keys(&[e]);
+        assert!(keys.iter().all(|k| !k.starts_with("h/")), "{keys:?}");
+        assert!(keys.contains(&head_key(&Ulid::from_parts(1, 2).to_string())));
     }
 }

@@ -175,7 +175,7 @@ impl ProjectionConn {
         // In key order, so consecutive rows land on the same or neighbouring B-tree pages.
         // The sort is stable: changes to one key keep their order, so the last one wins as
         // before; changes to different keys commute.
-        changes.sort_by(|a, b| change_key(a).cmp(change_key(b)));
+        changes.sort_by(|a, b| a.key().cmp(b.key()));
         self.with(move |c| {
             let started = Instant::now();
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -211,13 +211,32 @@ impl ProjectionConn {
                 let mut delete = tx.prepare_cached(
                     "DELETE FROM projection_docs WHERE generation = ?1 AND key = ?2",
                 )?;
+                // Spliced in before the closing bracket (a comma first unless the array is
+                // empty); refused (no row changed) when the stored document is no array.
+                let mut append = tx.prepare_cached(
+                    "INSERT INTO projection_docs (generation, key, doc) \
+                     VALUES (?1, ?2, CAST('[' || CAST(?3 AS TEXT) || ']' AS BLOB)) \
+                     ON CONFLICT (generation, key) DO UPDATE SET doc = CAST( \
+                         substr(doc, 1, length(doc) - 1) \
+                         || CASE WHEN length(doc) > 2 THEN ',' ELSE '' END \
+                         || CAST(?3 AS TEXT) || ']' AS BLOB) \
+                     WHERE length(doc) >= 2 AND substr(doc, 1, 1) = X'5B' \
+                         AND substr(doc, -1, 1) = X'5D'",
+                )?;
                 for change in &changes {
                     match change {
                         DocChange::Put { key, doc } => {
-                            put.execute(params![generation, key, doc])?
+                            put.execute(params![generation, key, doc])?;
                         }
-                        DocChange::Delete { key } => delete.execute(params![generation, key])?,
-                    };
+                        DocChange::Delete { key } => {
+                            delete.execute(params![generation, key])?;
+                        }
+                        DocChange::Append { key, elements } => {
+                            if append.execute(params![generation, key, elements])? != 1 {
+                                return Err(crate::not_an_array(&projection, key));
+                            }
+                        }
+                    }
                 }
                 tx.prepare_cached(
                     "UPDATE projection_generations SET position = ?1 WHERE generation = ?2",
@@ -245,12 +264,6 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     let c = crate::log_reader::open_connection(path, PROJECTION_CACHE_KIB)?;
     c.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(c)
-}
-
-fn change_key(c: &DocChange) -> &str {
-    match c {
-        DocChange::Put { key, .. } | DocChange::Delete { key } => key,
-    }
 }
 
 /// The generation `projection` names, if it has one.
