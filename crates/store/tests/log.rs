@@ -1558,7 +1558,11 @@ async fn an_append_splices_elements_into_the_stored_array_or_writes_nothing(kind
             other => panic!("{bad}: expected Corrupt, got {other:?}"),
         }
         assert_eq!(s.projection_checkpoint("bad").await.unwrap(), 1, "{bad}");
-        assert_eq!(s.list_docs("bad").await.unwrap(), docs(&[("k", bad)]), "{bad}");
+        assert_eq!(
+            s.list_docs("bad").await.unwrap(),
+            docs(&[("k", bad)]),
+            "{bad}"
+        );
         s.reset_projection("bad").await.unwrap();
     }
 }
