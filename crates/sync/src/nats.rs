@@ -31,9 +31,10 @@ pub const PULL_MAX_BYTES: usize = 4 << 20;
 /// Inbound messages already received that are applied together (one commit, one
 /// projection catch-up, then their acks): at most this many...
 pub const INBOUND_COALESCE: usize = 16;
-/// ...and no more once they hold this many bytes (a projection catch-up over many full
-/// messages would load the documents of many tickets at once: memory, not speed).
-pub const INBOUND_COALESCE_BYTES: usize = 128 << 10;
+/// ...and no more once they hold this many bytes (about 1,000 events of notes: up to
+/// `MAX_RUN_ENTRIES` in one commit). 256 KiB rather than 128: over 1M replicated events,
+/// half the commits, 23.5k -> 25.8k events/s; more held at once costs peak RSS.
+pub const INBOUND_COALESCE_BYTES: usize = 256 << 10;
 /// How often a relay looks for outbox entries written by other processes (the CLI)
 /// while entries keep coming...
 pub const OUTBOX_POLL: Duration = Duration::from_millis(1);
