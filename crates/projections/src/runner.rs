@@ -379,3 +379,101 @@ pub async fn rebuild(
         position,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ticketsync_store::{SqliteStore, StreamAppend};
+    use ticketsync_wire::NewEntry;
+    use ulid::Ulid;
+
+    /// Appends each entry's position to the array under "x"; with `reads`, also lists "x"
+    /// among the keys it reads, which `DocChange::Append` rules out.
+    struct Appender {
+        reads: bool,
+    }
+
+    impl Projection for Appender {
+        fn name(&self) -> &str {
+            "appender"
+        }
+        fn keys(&self, _: &[LogEntry]) -> Vec<String> {
+            if self.reads {
+                vec!["x".into()]
+            } else {
+                vec![]
+            }
+        }
+        fn apply(
+            &self,
+            _: HashMap<String, Vec<u8>>,
+            entries: &[LogEntry],
+        ) -> Result<Vec<DocChange>, ProjectionError> {
+            Ok(entries
+                .iter()
+                .map(|e| DocChange::Append {
+                    key: "x".into(),
+                    elements: e.position.to_string().into_bytes(),
+                })
+                .collect())
+        }
+    }
+
+    async fn store_with(entries: u64) -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::create(&dir.path().join("t.db")).await.unwrap();
+        let stream = Ulid::from_parts(1, 1);
+        let entries = (0..entries)
+            .map(|i| NewEntry {
+                event_id: Ulid::from_parts(2, u128::from(i)),
+                stream_id: stream,
+                schema_version: 1,
+                event_type: "Anything".into(),
+                occurred_at: 0,
+                actor_instance: "acme".into(),
+                actor_user: "ana".into(),
+                link_seq: 0,
+                payload: vec![],
+            })
+            .collect();
+        store
+            .append(
+                0,
+                vec![StreamAppend {
+                    stream_id: stream,
+                    expected_version: 0,
+                    entries,
+                }],
+            )
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn batches_append_in_log_order_while_the_previous_commit_runs() {
+        let (_dir, store) = store_with(5).await;
+        let p = Appender { reads: false };
+        let to = catch_up_batched(&store, &p, "appender", 2, false, &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(to, 5);
+        let docs = store.load_docs("appender", &["x".into()]).await.unwrap();
+        assert_eq!(docs["x"], b"[1,2,3,4,5]".to_vec());
+    }
+
+    #[tokio::test]
+    async fn a_projection_reading_a_key_it_appends_to_is_refused() {
+        let (_dir, store) = store_with(2).await;
+        let p = Appender { reads: true };
+        // Batches of one: the second batch is computed while the first commit, which
+        // appends to "x", is in flight.
+        match catch_up_batched(&store, &p, "appender", 1, false, &mut |_| {}).await {
+            Err(ProjectionError::BadDoc { key, reason }) => {
+                assert_eq!(key, "x");
+                assert!(reason.contains("appends to"), "{reason}");
+            }
+            other => panic!("expected BadDoc, got {other:?}"),
+        }
+    }
+}

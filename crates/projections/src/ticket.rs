@@ -333,8 +333,8 @@ fn summary(ev: &Event) -> String {
     }
 }
 
-/// History lines per stored chunk: a ticket's history is kept in chunks of this many lines,
-/// so an event rewrites one small chunk instead of the whole history.
+/// History lines per stored chunk: a ticket's history is kept in chunks of this many lines
+/// (an event appends its line to one chunk; reading one ticket reads its chunks).
 pub const HISTORY_CHUNK: u64 = 64;
 
 /// Where each part of a ticket is stored: the head (the view without items and history)
