@@ -469,14 +469,13 @@ impl HistoryChunk {
 
 /// One ticket's documents in memory while entries are applied: the head (the view with
 /// empty items and history), the items loaded or added, the history chunks appended to,
-/// and which of them changed.
+/// and which items changed (a chunk changed when lines were added to it).
 #[derive(Clone, Debug)]
 struct Working {
     head: TicketView,
     items: HashMap<String, StoredItem>,
     chunks: BTreeMap<u64, HistoryChunk>,
     dirty_items: BTreeSet<String>,
-    dirty_chunks: BTreeSet<u64>,
 }
 
 impl Working {
@@ -486,7 +485,6 @@ impl Working {
             items: HashMap::new(),
             chunks: BTreeMap::new(),
             dirty_items: BTreeSet::new(),
-            dirty_chunks: BTreeSet::new(),
         }
     }
 
@@ -534,14 +532,13 @@ impl Working {
                 });
             }
         }
-        for n in &self.dirty_chunks {
-            if let Some(chunk) = self.chunks.get(n).filter(|c| !c.added.is_empty()) {
-                let key = history_key(ticket, *n);
-                out.push(DocChange::Append {
-                    elements: chunk.elements(&key)?,
-                    key,
-                });
-            }
+        // A chunk changed when lines were added to it.
+        for (n, chunk) in self.chunks.iter().filter(|(_, c)| !c.added.is_empty()) {
+            let key = history_key(ticket, *n);
+            out.push(DocChange::Append {
+                elements: chunk.elements(&key)?,
+                key,
+            });
         }
         Ok(())
     }
@@ -636,7 +633,6 @@ fn apply_to(
         items,
         chunks,
         dirty_items,
-        dirty_chunks,
     } = &mut w;
     let mut links = to_domain(&v.links)?;
     let editor = InstanceId::parse(&e.actor_instance).map_err(|_| ProjectionError::BadDoc {
@@ -827,7 +823,6 @@ fn apply_to(
         event_type: e.event_type.clone(),
         summary: summary(ev),
     });
-    dirty_chunks.insert(chunk);
     Ok(Some(w))
 }
 
