@@ -212,7 +212,7 @@ impl ProjectionConn {
                     "DELETE FROM projection_docs WHERE generation = ?1 AND key = ?2",
                 )?;
                 // Spliced in before the closing bracket (a comma first unless the array is
-                // empty); refused (no row changed) when the stored document is no array.
+                // empty); refused (no row changed) when the stored document is not an array.
                 let mut append = tx.prepare_cached(
                     "INSERT INTO projection_docs (generation, key, doc) \
                      VALUES (?1, ?2, CAST('[' || CAST(?3 AS TEXT) || ']' AS BLOB)) \
