@@ -432,6 +432,15 @@ fn cpu_secs(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// Bytes a process has had sent to storage so far (`write_bytes` in /proc/PID/io: the
+/// database's log and checkpoint writes); `None` when it cannot be read.
+fn storage_write_bytes(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// CPU seconds used by each process taking part, between two samples.
 struct CpuSample {
     acme: f64,
@@ -490,6 +499,15 @@ pub async fn run(pair: &Pair, o: &ReplOptions, logs: &Path) -> Result<Vec<Figure
     let secs = t.elapsed().as_secs_f64();
     let cpu = CpuSample::take(&da, &db, o.nats_pid).since(&cpu0, secs);
     let done = reached.saturating_sub(base);
+    // The partner's daemon started with this run, so all it wrote is the run's.
+    let written = match storage_write_bytes(db.child.id()) {
+        Some(b) => format!(
+            "; bolt sent {:.0} MiB to storage ({:.1} KiB per event)",
+            b as f64 / (1 << 20) as f64,
+            b as f64 / 1024.0 / done.max(1) as f64
+        ),
+        None => String::new(),
+    };
     let ours = rate(done, secs);
     let (rss_a, rss_b) = (da.peak_rss_mib()?, db.peak_rss_mib()?);
     let mut figs = vec![Figure {
@@ -506,7 +524,7 @@ pub async fn run(pair: &Pair, o: &ReplOptions, logs: &Path) -> Result<Vec<Figure
         target: ">= 30000 events/s and >= 0.5x raw (stretch >= 1.0x)".into(),
         met: done == o.events && ours >= 30_000.0 && ours / raw >= 0.5,
         detail: format!(
-            "{done} of {} events over {} tickets in {secs:.1} s, two `ticketsync sync run` daemons and nats-server on this machine{}; {cpu}",
+            "{done} of {} events over {} tickets in {secs:.1} s, two `ticketsync sync run` daemons and nats-server on this machine{}; {cpu}{written}",
             o.events,
             pair.tickets.len(),
             if done < o.events { " (TIMED OUT)" } else { "" }
