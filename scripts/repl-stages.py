@@ -4,7 +4,8 @@
 Reads a daemon log written with
   BENCH_DAEMON_LOG=ticketsync_store=debug,ticketsync_sync=debug,ticketsync_projections=debug BENCH_DAEMON_LOGS=DIR
 and prints, for the inbound task and the projection loop, how long each was busy and how
-much of that was inside its write transaction (waiting for the write lock, committing).
+much of that was inside its write transaction (waiting for the write lock, committing) and,
+for the inbound task, outside it.
 Usage: scripts/repl-stages.py DIR/daemon-bolt.log
 """
 import re
@@ -49,6 +50,11 @@ def main(path):
         if ls:
             print(f"{label}: {len(ls)}, in transaction {secs(ls, 'total_us'):.2f} s "
                   f"(lock wait {secs(ls, 'lock_wait_us'):.2f} s, commit {secs(ls, 'commit_us'):.2f} s)")
+        if ls and key == "inbound run written" and batches:
+            # What the applier does before it writes: decoding, ticket states, the domain's
+            # rules. It and the transaction take turns: the two add up to its busy time.
+            outside = secs(batches, "apply_us") - secs(ls, "total_us")
+            print(f"inbound outside its transaction (decoding, ticket states, rules): {outside:.2f} s")
     ls = seen["projection batch computed"]
     if ls:
         print(f"projection batches computed: {len(ls)}, {sum(field(l, 'entries') for l in ls)} "

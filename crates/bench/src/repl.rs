@@ -506,7 +506,7 @@ pub async fn run(pair: &Pair, o: &ReplOptions, logs: &Path) -> Result<Vec<Figure
             b as f64 / (1 << 20) as f64,
             b as f64 / 1024.0 / done.max(1) as f64
         ),
-        None => String::new(),
+        None => "; bolt's storage writes could not be read (/proc/PID/io)".into(),
     };
     let ours = rate(done, secs);
     let (rss_a, rss_b) = (da.peak_rss_mib()?, db.peak_rss_mib()?);
