@@ -278,26 +278,78 @@ impl Run {
         let me = inst.name().to_string();
         let items = std::mem::take(&mut self.items);
         let states = std::mem::take(&mut self.states);
-        let expected: Vec<usize> = items
-            .iter()
-            .map(|(_, b)| b.iter().map(|p| p.entries.len()).sum())
-            .collect();
-        match inst
+        let meta = RunMeta::of(&items);
+        let result = inst
             .store
-            .apply_inbound_many(&partner.name, &me, now_ms(), items.clone())
-            .await
-        {
+            .apply_inbound_many(&partner.name, &me, now_ms(), items)
+            .await;
+        let (go_on, exact) = meta.finish(inst, partner, result, out).await?;
+        // The states are the streams' exact folds only if every event went in as prepared
+        // (none already held, none left out); otherwise fold again later.
+        if exact {
+            for (id, (state, version)) in states {
+                inst.remember(id, version, state);
+            }
+        }
+        Ok(go_on)
+    }
+}
+
+/// What a run's outcome is told from once its commit is done (the prepared events
+/// themselves went to the store).
+struct RunMeta {
+    /// The run's channel entries, for a quarantine record or to apply them one by one.
+    entries: Vec<ChannelEntry>,
+    /// Per entry: how many events it was prepared to append.
+    expected: Vec<usize>,
+    /// Per entry that carries one, the ticket of an event completing a link.
+    completing: Vec<(usize, TicketId)>,
+}
+
+impl RunMeta {
+    fn of(items: &[(ChannelEntry, Vec<StreamAppend>)]) -> RunMeta {
+        let mut completing = Vec::new();
+        for (i, (_, parts)) in items.iter().enumerate() {
+            for b in parts {
+                if b.entries.iter().any(|e| {
+                    domain::Event::LINK_COMPLETING_TYPE_NAMES.contains(&e.event_type.as_str())
+                }) {
+                    completing.push((i, TicketId(b.stream_id)));
+                }
+            }
+        }
+        RunMeta {
+            entries: items.iter().map(|(e, _)| e.clone()).collect(),
+            expected: items
+                .iter()
+                .map(|(_, b)| b.iter().map(|p| p.entries.len()).sum())
+                .collect(),
+            completing,
+        }
+    }
+
+    /// Counts what the run's commit did into `out`. Returns whether the message may be
+    /// read further (false after a broken chain or a gap) and whether every entry went in
+    /// exactly as prepared (so the prepared ticket states and channel head are the store's).
+    async fn finish(
+        self,
+        inst: &Instance,
+        partner: &Partner,
+        result: Result<Vec<Inbound>, StoreError>,
+        out: &mut Outcome,
+    ) -> Result<(bool, bool)> {
+        match result {
             Ok(results) => {
-                let mut exact = results.len() == expected.len();
+                let mut exact = results.len() == self.expected.len();
                 let mut go_on = true;
                 for (i, r) in results.iter().enumerate() {
                     match r {
                         Inbound::Applied { appended } => {
-                            exact &= *appended == expected[i];
+                            exact &= *appended == self.expected[i];
                             out.applied += 1;
-                            for b in &items[i].1 {
-                                for e in &b.entries {
-                                    out.completed_by(TicketId(b.stream_id), &e.event_type);
+                            for (_, t) in self.completing.iter().filter(|(k, _)| *k == i) {
+                                if !out.completed.contains(t) {
+                                    out.completed.push(*t);
                                 }
                             }
                         }
@@ -312,16 +364,17 @@ impl Run {
                         }
                         Inbound::BrokenChain => {
                             exact = false;
-                            tracing::warn!(partner = %partner.name, seq = items[i].0.seq, "broken chain");
+                            let entry = &self.entries[i];
+                            tracing::warn!(partner = %partner.name, seq = entry.seq, "broken chain");
                             inst.store
                                 .quarantine_message(
                                     &partner.name,
                                     "broken_chain",
                                     &format!(
                                         "entry {} does not continue the channel's hash chain",
-                                        items[i].0.seq
+                                        entry.seq
                                     ),
-                                    &items[i].0.body,
+                                    &entry.body,
                                     now_ms(),
                                 )
                                 .await?;
@@ -330,19 +383,12 @@ impl Run {
                         }
                     }
                 }
-                // The states are the streams' exact folds only if every event went in as
-                // prepared (none already held, none left out); otherwise fold again later.
-                if exact {
-                    for (id, (state, version)) in states {
-                        inst.remember(id, version, state);
-                    }
-                }
-                Ok(go_on)
+                Ok((go_on, exact))
             }
             Err(StoreError::Conflict { .. }) => {
                 // Another writer appended to one of the tickets meanwhile: apply the
                 // entries one by one, each decided again against the stored stream.
-                for (entry, _) in items {
+                for entry in self.entries {
                     match apply_entry(inst, partner, &entry).await? {
                         (Inbound::Applied { .. }, q) => {
                             if q {
@@ -355,15 +401,15 @@ impl Run {
                         (Inbound::Duplicate, _) => out.duplicates += 1,
                         (Inbound::Gap { expected }, _) => {
                             out.gap = Some(expected);
-                            return Ok(false);
+                            return Ok((false, false));
                         }
                         (Inbound::BrokenChain, _) => {
                             out.rejected_messages += 1;
-                            return Ok(false);
+                            return Ok((false, false));
                         }
                     }
                 }
-                Ok(true)
+                Ok((true, false))
             }
             Err(e) => Err(e.into()),
         }
