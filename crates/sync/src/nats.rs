@@ -87,6 +87,9 @@ struct Shared {
     last_resend: Mutex<HashMap<String, (u64, Instant)>>,
     /// Tickets that may hold an offer to expire.
     offers: Mutex<OfferWatch>,
+    /// Per partner: messages its inbound task has received and not yet settled. While there
+    /// are any, a channel head that does not move is busy, not stalled.
+    holding: std::sync::Mutex<HashMap<String, usize>>,
     /// Bumped after this daemon wrote to an outbox itself (an expiry, an invoice), another
     /// process said so on the wake socket, or a resend was asked for: wakes the relays
     /// without waiting for their next poll.
@@ -99,6 +102,23 @@ struct Shared {
 impl Shared {
     fn wake_relays(&self) {
         self.outbox_changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Says how many messages of `partner`'s channel the inbound task holds unsettled.
+    fn hold(&self, partner: &str, messages: usize) {
+        self.holding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(partner.to_string(), messages);
+    }
+
+    /// Whether the inbound task holds messages of `partner`'s channel it has not settled.
+    fn holds(&self, partner: &str) -> bool {
+        self.holding
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(partner)
+            .is_some_and(|n| *n > 0)
     }
 }
 
@@ -134,6 +154,7 @@ pub async fn run(
         resend_epoch: Mutex::new(HashMap::new()),
         last_resend: Mutex::new(HashMap::new()),
         offers: Mutex::new(OfferWatch::default()),
+        holding: std::sync::Mutex::new(HashMap::new()),
         outbox_changed: tokio::sync::watch::Sender::new(0),
         projection_wake: (!opts.once).then(tokio::sync::Notify::new),
     });
@@ -621,14 +642,19 @@ async fn inbound_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
                         Some(None) => ended = Some(anyhow!("the message stream ended")),
                     }
                 }
+                shared.hold(&name, batch.len());
                 handle(&shared, &name, &batch).await?;
+                shared.hold(&name, 0);
                 batch.clear();
                 if let Some(e) = ended {
                     return Err(e);
                 }
             }
         };
-        match step.await {
+        let r = step.await;
+        // What it held unsettled comes again from the broker.
+        shared.hold(&name, 0);
+        match r {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(partner = %name, "inbound: {e:#}; retrying");
@@ -713,10 +739,13 @@ async fn control_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
                     }
                     Control::Head { seq, .. } => {
                         let mine = shared.inst.store.inbound_head(&p.name).await?;
-                        // Behind on two announcements in a row without moving: what is
-                        // missing is not on its way (a broker lost it); ask for it. This holds
-                        // for a partner still `invited` too: its lost hello must come again.
-                        let stalled = behind_since == Some(mine.seq);
+                        // Behind on two announcements in a row without moving, with no
+                        // message of the channel being applied: what is missing is not on its
+                        // way (a broker lost it); ask for it. A head held back while received
+                        // messages wait for the write lock is busy, not stalled: asking would
+                        // bring the whole tail again. This holds for a partner still `invited`
+                        // too: its lost hello must come again.
+                        let stalled = behind_since == Some(mine.seq) && !shared.holds(&p.name);
                         if seq > mine.seq {
                             if stalled {
                                 request_resend(&shared, &p, mine.seq + 1).await?;
