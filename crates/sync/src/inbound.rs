@@ -38,9 +38,14 @@ pub struct Outcome {
 
 impl Outcome {
     fn completed_by(&mut self, t: TicketId, event_type: &str) {
-        if domain::Event::LINK_COMPLETING_TYPE_NAMES.contains(&event_type)
-            && !self.completed.contains(&t)
-        {
+        if domain::Event::LINK_COMPLETING_TYPE_NAMES.contains(&event_type) {
+            self.completed_on(t);
+        }
+    }
+
+    /// Notes a ticket on which an applied event completed a link (once).
+    fn completed_on(&mut self, t: TicketId) {
+        if !self.completed.contains(&t) {
             self.completed.push(t);
         }
     }
@@ -348,9 +353,7 @@ impl RunMeta {
                             exact &= *appended == self.expected[i];
                             out.applied += 1;
                             for (_, t) in self.completing.iter().filter(|(k, _)| *k == i) {
-                                if !out.completed.contains(t) {
-                                    out.completed.push(*t);
-                                }
+                                out.completed_on(*t);
                             }
                         }
                         Inbound::Duplicate => {

@@ -3,7 +3,7 @@
 //! unacknowledged publishes, and control messages (resend requests, head announcements)
 //! over core NATS.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,9 +87,9 @@ struct Shared {
     last_resend: Mutex<HashMap<String, (u64, Instant)>>,
     /// Tickets that may hold an offer to expire.
     offers: Mutex<OfferWatch>,
-    /// Per partner: messages its inbound task has received and not yet settled. While there
-    /// are any, a channel head that does not move is busy, not stalled.
-    holding: std::sync::Mutex<HashMap<String, usize>>,
+    /// Partners whose inbound task holds received messages it has not settled (applied and
+    /// acknowledged) yet: their channel head, if it does not move, is busy, not stalled.
+    holding: std::sync::Mutex<HashSet<String>>,
     /// Bumped after this daemon wrote to an outbox itself (an expiry, an invoice), another
     /// process said so on the wake socket, or a resend was asked for: wakes the relays
     /// without waiting for their next poll.
@@ -104,21 +104,19 @@ impl Shared {
         self.outbox_changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Says how many messages of `partner`'s channel the inbound task holds unsettled.
-    fn hold(&self, partner: &str, messages: usize) {
+    fn holding(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.holding
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(partner.to_string(), messages);
     }
 
-    /// Whether the inbound task holds messages of `partner`'s channel it has not settled.
-    fn holds(&self, partner: &str) -> bool {
-        self.holding
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(partner)
-            .is_some_and(|n| *n > 0)
+    /// Says whether the inbound task holds unsettled messages of `partner`'s channel.
+    fn hold(&self, partner: &str, holds: bool) {
+        if holds {
+            self.holding().insert(partner.to_string());
+        } else {
+            self.holding().remove(partner);
+        }
     }
 }
 
@@ -154,7 +152,7 @@ pub async fn run(
         resend_epoch: Mutex::new(HashMap::new()),
         last_resend: Mutex::new(HashMap::new()),
         offers: Mutex::new(OfferWatch::default()),
-        holding: std::sync::Mutex::new(HashMap::new()),
+        holding: std::sync::Mutex::new(HashSet::new()),
         outbox_changed: tokio::sync::watch::Sender::new(0),
         projection_wake: (!opts.once).then(tokio::sync::Notify::new),
     });
@@ -642,9 +640,9 @@ async fn inbound_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
                         Some(None) => ended = Some(anyhow!("the message stream ended")),
                     }
                 }
-                shared.hold(&name, batch.len());
+                shared.hold(&name, true);
                 handle(&shared, &name, &batch).await?;
-                shared.hold(&name, 0);
+                shared.hold(&name, false);
                 batch.clear();
                 if let Some(e) = ended {
                     return Err(e);
@@ -653,7 +651,7 @@ async fn inbound_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
         };
         let r = step.await;
         // What it held unsettled comes again from the broker.
-        shared.hold(&name, 0);
+        shared.hold(&name, false);
         match r {
             Ok(()) => return,
             Err(e) => {
@@ -745,7 +743,8 @@ async fn control_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
                         // messages wait for the write lock is busy, not stalled: asking would
                         // bring the whole tail again. This holds for a partner still `invited`
                         // too: its lost hello must come again.
-                        let stalled = behind_since == Some(mine.seq) && !shared.holds(&p.name);
+                        let stalled =
+                            behind_since == Some(mine.seq) && !shared.holding().contains(&p.name);
                         if seq > mine.seq {
                             if stalled {
                                 request_resend(&shared, &p, mine.seq + 1).await?;
