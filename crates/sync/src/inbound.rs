@@ -38,7 +38,7 @@ pub struct Outcome {
 
 impl Outcome {
     fn completed_by(&mut self, t: TicketId, event_type: &str) {
-        if domain::Event::LINK_COMPLETING_TYPE_NAMES.contains(&event_type) {
+        if completes_link(event_type) {
             self.completed_on(t);
         }
     }
@@ -56,6 +56,11 @@ impl Outcome {
             self.completed_by(TicketId(re.ticket_ulid()), &re.event_type);
         }
     }
+}
+
+/// Whether an event of this type completes a link (the partner then issues its invoice).
+fn completes_link(event_type: &str) -> bool {
+    domain::Event::LINK_COMPLETING_TYPE_NAMES.contains(&event_type)
 }
 
 /// Applies one raw message received on the channel from `partner` to this instance.
@@ -316,9 +321,7 @@ impl RunMeta {
         let mut completing = Vec::new();
         for (i, (_, parts)) in items.iter().enumerate() {
             for b in parts {
-                if b.entries.iter().any(|e| {
-                    domain::Event::LINK_COMPLETING_TYPE_NAMES.contains(&e.event_type.as_str())
-                }) {
+                if b.entries.iter().any(|e| completes_link(&e.event_type)) {
                     completing.push((i, TicketId(b.stream_id)));
                 }
             }
