@@ -561,7 +561,9 @@ pub async fn run(pair: &Pair, o: &ReplOptions, logs: &Path) -> Result<Vec<Figure
     let stop = Arc::new(AtomicBool::new(false));
     let poller = {
         let stop = stop.clone();
-        let db_path = pair.b.dir.join(ticketsync_app::DB_FILE);
+        let db_path = ticketsync_store::SqliteStore::projections_path(
+            &pair.b.dir.join(ticketsync_app::DB_FILE),
+        );
         // A bare read-only SQLite connection with one prepared statement: the instrument
         // should take as little CPU as it can from the daemons it watches (a query through
         // the store's pool costs thread hand-offs each time).

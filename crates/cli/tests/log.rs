@@ -491,7 +491,7 @@ fn given_damaged_live_projection_when_rebuild_then_warns_and_restores_it() {
     let (ts, a, _) = seven_entries();
     let good = ts.show("1");
     let digest = json(&ts.ok(&["rebuild", "--json"]))["digest"].clone();
-    ts.sql(&format!(
+    ts.sql_projections(&format!(
         "DELETE FROM projection_docs WHERE key = 't/{a}' AND generation = \
          (SELECT generation FROM projection_generations WHERE name = 'tickets')"
     ));

@@ -1,11 +1,13 @@
-//! The SQLite backend: one file in WAL mode with `synchronous=FULL`, so an acknowledged
-//! append survives power loss. Writers take the write lock up front (`BEGIN IMMEDIATE`) so
-//! that two processes never both read a version and then both try to write; a single
-//! event goes in one statement whose trigger re-checks head and version under the lock.
+//! The SQLite backend: the log, channels and settings in one file in WAL mode with
+//! `synchronous=FULL`, so an acknowledged append survives power loss, and the projections
+//! in a file of their own (`projections_path`). Writers take the write lock up front
+//! (`BEGIN IMMEDIATE`) so that two processes never both read a version and then both try
+//! to write; a single event goes in one statement whose trigger re-checks head and version
+//! under the lock.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +43,12 @@ pub const MAX_CONNECTIONS: u32 = 4;
 pub const ROW_CHANNEL: usize = 1_024;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The projections file's own migrations.
+static PROJECTIONS_MIGRATOR: sqlx::migrate::Migrator =
+    sqlx::migrate!("./migrations/sqlite-projections");
+/// Connections to the projections file kept besides the projection connection: checkpoint
+/// reads, renames and reclaiming are short and rare.
+pub const DOCS_CONNECTIONS: u32 = 2;
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -48,18 +56,24 @@ pub struct SqliteStore {
     /// One connection with `synchronous=NORMAL` for the relay's acknowledged-up-to marker,
     /// which only saves republishing: a power loss may take back its latest value, never a
     /// log entry, which is committed with `synchronous=FULL` on `pool`.
-    projection_pool: SqlitePool,
+    marker_pool: SqlitePool,
+    /// The projections file (`projections_path`): projection checkpoints, renames and
+    /// reclaiming, with `synchronous=NORMAL`.
+    docs_pool: SqlitePool,
     /// Appends and inbound entries, which bypass sqlx: see `log_writer`. Set once the
     /// migrations have run.
     writer: Arc<LogWriter>,
     /// The log's readers (`read_log`, `scan_log`), which bypass sqlx: see `log_reader`.
     readers: Arc<LogReaders>,
-    /// Projection loads and commits, which bypass sqlx: see `projection_conn`. It commits
-    /// with `synchronous=NORMAL`: projections are derived from the log and carry their
-    /// checkpoint, so a power loss may take back the latest projection commits (the runner
-    /// redoes them from the checkpoint it finds) but never a log entry. In WAL mode a later
-    /// FULL commit also makes every earlier frame durable, so a projection can never be
-    /// ahead of the log it was computed from.
+    /// The same kind of readers over the projections file (`list_docs_page`).
+    doc_readers: Arc<LogReaders>,
+    /// Projection loads and commits on the projections file, which bypass sqlx: see
+    /// `projection_conn`. It commits with `synchronous=NORMAL`: projections are derived
+    /// from the log and carry their checkpoint, so a power loss may take back the latest
+    /// projection commits (the runner redoes them from the checkpoint it finds) but never a
+    /// log entry. A projection only reads entries committed with `synchronous=FULL`, so it
+    /// can never be ahead of the log it was computed from (`retire_ahead_of` handles a
+    /// database file restored from an older copy).
     projections: Arc<ProjectionConn>,
 }
 
@@ -110,19 +124,52 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
         check_schema(&pool).await?;
         MIGRATOR.run(&pool).await?;
-        let projection_pool = SqlitePoolOptions::new()
+        let marker_pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(opts.synchronous(SqliteSynchronous::Normal))
             .await
             .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        let docs_path = Self::projections_path(path);
+        let docs_opts =
+            SqliteConnectOptions::from_str(&format!("sqlite://{}", docs_path.display()))
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?
+                // Derived data: a missing file is created and caught up from the log.
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(BUSY_TIMEOUT)
+                .row_buffer_size(ROW_CHANNEL);
+        let docs_pool = SqlitePoolOptions::new()
+            .max_connections(DOCS_CONNECTIONS)
+            .connect_with(docs_opts)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", docs_path.display())))?;
+        PROJECTIONS_MIGRATOR.run(&docs_pool).await?;
+        if has_table(&pool, "projection_generations").await? {
+            move_projections(path, &docs_path).await?;
+        }
         let head = read_head(&pool).await?;
+        retire_ahead_of(&docs_pool, head.position).await?;
         Ok(SqliteStore {
             pool,
-            projection_pool,
+            marker_pool,
+            docs_pool,
             writer: Arc::new(LogWriter::new(path, head)),
             readers: Arc::new(LogReaders::new(path)),
-            projections: Arc::new(ProjectionConn::new(path)),
+            doc_readers: Arc::new(LogReaders::new(&docs_path)),
+            projections: Arc::new(ProjectionConn::new(&docs_path)),
         })
+    }
+
+    /// The projections file that goes with the database file `db`: `ticketsync.db` keeps
+    /// its projections in `ticketsync.projections.db`.
+    pub fn projections_path(db: &Path) -> PathBuf {
+        db.with_extension("projections.db")
+    }
+
+    /// The projections file's pool, for tests and operator tooling that need raw SQL.
+    pub fn projections_pool(&self) -> &SqlitePool {
+        &self.docs_pool
     }
 
     /// The underlying pool, for tests and operator tooling that need raw SQL.
@@ -133,17 +180,101 @@ impl SqliteStore {
 
 /// Refuses a database written by a newer ticketsync before touching it.
 async fn check_schema(pool: &SqlitePool) -> Result<(), StoreError> {
-    let has_meta: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")
-            .fetch_optional(pool)
-            .await?;
-    if has_meta.is_none() {
+    if !has_table(pool, "meta").await? {
         return Ok(());
     }
     let v: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'store_schema'")
         .fetch_optional(pool)
         .await?;
     check_store_schema(v)
+}
+
+/// Store schema 6: moves the projection tables of an older database file into its
+/// projections file and drops them from the database file, which then says schema 6.
+///
+/// The two files commit apart (a transaction over attached WAL databases is atomic per
+/// file only), and either order of a crash between them is safe: rows already in the
+/// projections file are not copied again, and projections lost on the way are derived data
+/// that the next catch-up recomputes from the log.
+async fn move_projections(db: &Path, docs: &Path) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", db.display()))
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        .busy_timeout(BUSY_TIMEOUT);
+    let mut c = sqlx::SqliteConnection::connect_with(&opts)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", db.display())))?;
+    sqlx::query("ATTACH DATABASE ? AS p")
+        .bind(docs.to_string_lossy().as_ref())
+        .execute(&mut c)
+        .await?;
+    let mut tx = c.begin_with("BEGIN IMMEDIATE").await?;
+    let old: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = 'projection_generations'",
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    // Looked at again under the write lock: another process may have moved them meanwhile.
+    if old.is_some() {
+        let moved: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM p.projection_generations LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        if moved.is_none() {
+            for sql in [
+                "INSERT INTO p.projection_generations (generation, name, position) \
+                 SELECT generation, name, position FROM main.projection_generations",
+                "INSERT INTO p.projection_docs (generation, key, doc) \
+                 SELECT generation, key, doc FROM main.projection_docs ORDER BY generation, key",
+                // Generation numbers stay never reused: retired ones already deleted count.
+                "UPDATE p.sqlite_sequence SET seq = MAX(seq, (SELECT seq FROM main.sqlite_sequence \
+                 WHERE name = 'projection_generations')) WHERE name = 'projection_generations'",
+            ] {
+                sqlx::query(sql).execute(&mut *tx).await?;
+            }
+        }
+        for sql in [
+            "DROP TABLE main.projection_docs",
+            "DROP TABLE main.projection_generations",
+            "UPDATE main.meta SET value = '6' WHERE key = 'store_schema'",
+        ] {
+            sqlx::query(sql).execute(&mut *tx).await?;
+        }
+    }
+    tx.commit().await?;
+    sqlx::query("DETACH DATABASE p").execute(&mut c).await?;
+    c.close().await?;
+    Ok(())
+}
+
+/// Whether the database file has a table of that name.
+async fn has_table(pool: &SqlitePool, name: &str) -> Result<bool, StoreError> {
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+    Ok(found.is_some())
+}
+
+/// Retires every projection generation whose checkpoint lies beyond the log's head: its
+/// documents describe entries this log does not have (a database file restored from an
+/// older copy than its projections file), so the projection starts over from the log.
+async fn retire_ahead_of(docs: &SqlitePool, head: u64) -> Result<(), StoreError> {
+    let r = sqlx::query(
+        "UPDATE projection_generations SET name = NULL WHERE name IS NOT NULL AND position > ?",
+    )
+    .bind(to_i64(head)?)
+    .execute(docs)
+    .await?;
+    if r.rows_affected() > 0 {
+        tracing::warn!(
+            head,
+            retired = r.rows_affected(),
+            "projections were ahead of the log's head; they start over from the log"
+        );
+    }
+    Ok(())
 }
 
 /// The recorded head of the log (position 0 and the genesis hash when it is empty).
@@ -273,7 +404,7 @@ impl Store for SqliteStore {
         let v: Option<i64> =
             sqlx::query_scalar("SELECT position FROM projection_generations WHERE name = ?")
                 .bind(projection)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.docs_pool)
                 .await?;
         to_u64(v.unwrap_or(0), "checkpoint")
     }
@@ -295,7 +426,7 @@ impl Store for SqliteStore {
                  ORDER BY key",
         )
         .bind(projection)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.docs_pool)
         .await?)
     }
 
@@ -305,7 +436,7 @@ impl Store for SqliteStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.readers.docs_page(projection, after, limit).await
+        self.doc_readers.docs_page(projection, after, limit).await
     }
 
     async fn digest_docs(&self, projection: &str) -> Result<[u8; 32], StoreError> {
@@ -335,7 +466,7 @@ impl Store for SqliteStore {
         // its own transaction); `reclaim_projections` deletes the rows.
         sqlx::query("UPDATE projection_generations SET name = NULL WHERE name = ?")
             .bind(projection)
-            .execute(&self.pool)
+            .execute(&self.docs_pool)
             .await?;
         Ok(())
     }
@@ -343,7 +474,7 @@ impl Store for SqliteStore {
     async fn replace_projection(&self, shadow: &str, live: &str) -> Result<(), StoreError> {
         // Two one-row updates, whatever the projections' sizes: the live name moves to the
         // shadow's generation and the old one is retired for `reclaim_projections`.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.docs_pool.begin_with("BEGIN IMMEDIATE").await?;
         for sql in [
             "UPDATE projection_generations SET name = NULL WHERE name = ?2",
             "UPDATE projection_generations SET name = ?2 WHERE name = ?1",
@@ -359,7 +490,7 @@ impl Store for SqliteStore {
     }
 
     async fn reclaim_projections(&self, limit: u32) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.docs_pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut deleted = 0;
         while deleted < u64::from(limit) {
             let Some(generation): Option<i64> = sqlx::query_scalar(
@@ -506,7 +637,7 @@ impl Store for SqliteStore {
         .bind(to_i64(seq)?)
         // A progress marker, not a fact to keep: if a power loss takes it back, the relay
         // publishes those entries again and the receiver drops them as duplicates.
-        .execute(&self.projection_pool)
+        .execute(&self.marker_pool)
         .await?;
         Ok(())
     }

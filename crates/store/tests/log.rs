@@ -1710,7 +1710,7 @@ async fn a_replace_that_fails_midway_leaves_both_projections_as_they_were(kind: 
     match kind {
         Kind::Sqlite => {
             for op in ["INSERT", "UPDATE"] {
-                db.exec_raw(&format!(
+                db.exec_raw_projections(&format!(
                     "CREATE TRIGGER test_fail_{op} BEFORE {op} ON projection_generations \
                      WHEN NEW.name = 'tickets' BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
                 ))
@@ -1923,7 +1923,7 @@ async fn postgres_a_newer_store_schema_is_refused_and_left_as_it_was() {
         "DO $$ BEGIN \
            IF (SELECT value FROM meta WHERE key = 'store_schema') <> '99' \
              THEN RAISE EXCEPTION 'store_schema changed'; END IF; \
-           IF (SELECT count(*) FROM _sqlx_migrations) <> 5 \
+           IF (SELECT count(*) FROM _sqlx_migrations) <> 6 \
              THEN RAISE EXCEPTION 'migrations changed'; END IF; \
            IF (SELECT count(*) FROM events) <> 6 \
              THEN RAISE EXCEPTION 'events changed'; END IF; \

@@ -1,5 +1,6 @@
 //! Opening a SQLite store written before migration 0007 (projection documents in a
-//! WITHOUT ROWID table) moves its documents to the rowid table unchanged.
+//! WITHOUT ROWID table) moves its documents to the rowid table unchanged, and opening one
+//! written before store schema 6 moves its projections into the projections file.
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -47,6 +48,11 @@ async fn documents_written_before_the_rowid_table_read_and_append_the_same_after
             .execute(&pool)
             .await
             .unwrap();
+        // Only the log's head matters here (a projection ahead of it would start over).
+        sqlx::query("INSERT INTO log_head (id, position, hash) VALUES (1, 7, zeroblob(32))")
+            .execute(&pool)
+            .await
+            .unwrap();
         for (key, doc) in [("a", b"1".to_vec()), ("h/x", big.clone().into_bytes())] {
             sqlx::query("INSERT INTO projection_docs (generation, key, doc) VALUES (1, ?, ?)")
                 .bind(key)
@@ -62,7 +68,7 @@ async fn documents_written_before_the_rowid_table_read_and_append_the_same_after
     let ddl: String = sqlx::query_scalar(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'projection_docs'",
     )
-    .fetch_one(store.pool())
+    .fetch_one(store.projections_pool())
     .await
     .unwrap();
     assert!(!ddl.contains("WITHOUT ROWID"), "{ddl}");
@@ -92,4 +98,145 @@ async fn documents_written_before_the_rowid_table_read_and_append_the_same_after
         .unwrap();
     let want = format!("{},\"one more\"]", &big[..big.len() - 1]);
     assert_eq!(loaded["h/x"], want.into_bytes());
+}
+
+/// Creates `path` as store schema 5 left it (migrations 1 to 7), with a live projection in
+/// generation 3 (1 and 2 were used and reclaimed) and a retired one not yet reclaimed.
+async fn schema_5(path: &std::path::Path) {
+    let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+        .unwrap()
+        .create_if_missing(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts)
+        .await
+        .unwrap();
+    let old = Migrator {
+        migrations: Cow::Owned(
+            ALL.iter()
+                .filter(|m| m.version <= 7)
+                .cloned()
+                .collect::<Vec<_>>(),
+        ),
+        ..Migrator::DEFAULT
+    };
+    old.run(&pool).await.unwrap();
+    for sql in [
+        "INSERT INTO projection_generations (name, position) VALUES ('a', 0), ('b', 0)",
+        "DELETE FROM projection_generations",
+        "INSERT INTO projection_generations (name, position) VALUES ('tickets', 0), (NULL, 0)",
+        "INSERT INTO projection_docs (generation, key, doc) VALUES \
+         (3, 't/1', x'7b7d'), (3, 'i/1/a', x'5b5d'), (4, 'old', x'00')",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    let v: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'store_schema'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(v, "5");
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_schema_5_database_moves_its_projections_into_the_projections_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ticketsync.db");
+    schema_5(&path).await;
+    let docs_path = SqliteStore::projections_path(&path);
+    assert_eq!(docs_path, dir.path().join("ticketsync.projections.db"));
+    assert!(!docs_path.exists());
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert!(docs_path.exists());
+    assert_eq!(
+        store.get_meta("store_schema").await.unwrap().as_deref(),
+        Some("6")
+    );
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'projection%'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert!(left.is_empty(), "still in the database file: {left:?}");
+    assert_eq!(
+        store.list_docs("tickets").await.unwrap(),
+        vec![
+            ("i/1/a".to_string(), b"[]".to_vec()),
+            ("t/1".to_string(), b"{}".to_vec())
+        ]
+    );
+    // The retired generation came along, and its rows are still reclaimed.
+    assert_eq!(store.reclaim_projections(10).await.unwrap(), 1);
+    // A new generation is numbered after every one the database file ever used.
+    store
+        .commit_projection(
+            "billing",
+            0,
+            0,
+            vec![DocChange::Put {
+                key: "k".into(),
+                doc: b"v".to_vec(),
+            }],
+        )
+        .await
+        .unwrap();
+    let generation: i64 =
+        sqlx::query_scalar("SELECT generation FROM projection_generations WHERE name = 'billing'")
+            .fetch_one(store.projections_pool())
+            .await
+            .unwrap();
+    assert_eq!(generation, 5);
+    drop(store);
+
+    // Opening again moves nothing and loses nothing.
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.list_docs("tickets").await.unwrap().len(), 2);
+    assert_eq!(store.list_docs("billing").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn projections_ahead_of_the_log_start_over_and_a_missing_projections_file_is_recreated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ticketsync.db");
+    let store = SqliteStore::create(&path).await.unwrap();
+    // The log is empty (head 0); a projection at position 3 describes entries it lacks,
+    // as when the database file is restored from a copy older than its projections file.
+    store
+        .commit_projection(
+            "tickets",
+            0,
+            3,
+            vec![DocChange::Put {
+                key: "k".into(),
+                doc: b"v".to_vec(),
+            }],
+        )
+        .await
+        .unwrap();
+    drop(store);
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.projection_checkpoint("tickets").await.unwrap(), 0);
+    assert!(store.list_docs("tickets").await.unwrap().is_empty());
+    drop(store);
+
+    for suffix in ["", "-wal", "-shm"] {
+        let f = format!("{}{suffix}", SqliteStore::projections_path(&path).display());
+        let _ = std::fs::remove_file(f);
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.projection_checkpoint("tickets").await.unwrap(), 0);
+    store
+        .commit_projection(
+            "tickets",
+            0,
+            0,
+            vec![DocChange::Put {
+                key: "k".into(),
+                doc: b"v".to_vec(),
+            }],
+        )
+        .await
+        .unwrap();
 }

@@ -234,7 +234,19 @@ impl Ts {
 
     /// Runs an SQL script against the database, outside the binary.
     pub fn sql(&self, script: &str) {
-        let db = self.db_path();
+        self.sql_on(&self.db_path(), script)
+    }
+
+    /// Runs an SQL script on the projections file (`ticketsync.projections.db`).
+    pub fn sql_projections(&self, script: &str) {
+        self.sql_on(
+            &ticketsync_store::SqliteStore::projections_path(&self.db_path()),
+            script,
+        )
+    }
+
+    fn sql_on(&self, db: &Path, script: &str) {
+        let db = db.to_path_buf();
         let script = script.to_string();
         block_on(async move {
             let mut c = connect(&db).await;

@@ -151,10 +151,16 @@ impl Db {
         done.map_err(|e| e.to_string())
     }
 
-    /// The number of rows in `table`, whatever the store can still read of them.
+    /// The number of rows in `table`, whatever the store can still read of them (on
+    /// SQLite, `projection_*` tables are counted in the projections file).
     pub async fn count_rows(&self, table: &str) -> i64 {
         let sql = format!("SELECT COUNT(*) FROM {table}");
         let n = match &self.backend {
+            Backend::Sqlite { store, .. } if table.starts_with("projection_") => {
+                sqlx::query_scalar(&sql)
+                    .fetch_one(store.projections_pool())
+                    .await
+            }
             Backend::Sqlite { store, .. } => sqlx::query_scalar(&sql).fetch_one(store.pool()).await,
             Backend::Postgres { store, .. } => {
                 sqlx::query_scalar(&sql).fetch_one(store.pool()).await
@@ -179,6 +185,19 @@ impl Db {
                 db.exec(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
             }
         }
+    }
+
+    /// `exec_raw` on SQLite's projections file.
+    pub async fn exec_raw_projections(&self, sql: &str) {
+        let Backend::Sqlite { path, .. } = &self.backend else {
+            panic!("only SQLite keeps its projections in a file of their own");
+        };
+        let mut c = attacker(&SqliteStore::projections_path(path)).await;
+        sqlx::raw_sql(sql)
+            .execute(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        c.close().await.expect("close");
     }
 
     /// Runs `sql` with the append-only guards of `table` switched off, then switches
