@@ -25,11 +25,10 @@ use crate::sqlite::ENTRY_COLUMNS;
 use crate::{Head, StoreError, StreamAppend};
 
 /// Page cache of the writer connection, in KiB: an inbound batch touches the stream rows
-/// and index pages of up to a thousand tickets. 2 MiB: with 4 the daemon's peak RSS over 1M
-/// replicated events was about 4 MiB higher, at the same speed (in the daemon the cache
-/// holds one transaction's pages: the projection connection's commits empty it), and the
-/// batched append figure did not move.
-pub const WRITER_CACHE_KIB: u32 = 2 * 1024;
+/// and index pages of up to a thousand tickets. 1 MiB: since projections moved to a file
+/// of their own no other connection's commits empty this cache, so it fills; at 2 MiB the
+/// daemon's peak RSS over 1M replicated events was higher at the same speed.
+pub const WRITER_CACHE_KIB: u32 = 1024;
 /// Prepared statements the writer keeps (rusqlite's default is 16).
 const STATEMENT_CACHE: usize = 32;
 

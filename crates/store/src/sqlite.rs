@@ -33,10 +33,10 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// writes thousands of documents spread over the tickets it touches, and with the default
 /// the pages they land on are read back from the file again and again. 4 MiB: once
 /// documents were no longer in a WITHOUT ROWID table (migration 0007) a batch touches far
-/// fewer pages, and the 1M-event rebuild ran at 139k events/s with 4 MiB as with 8. In the
-/// sync daemon the cache only ever holds one transaction's pages (another connection's
-/// commit empties it), so a larger one only raised the daemon's peak RSS.
-pub const PROJECTION_CACHE_KIB: u32 = 4 * 1024;
+/// fewer pages, and the 1M-event rebuild ran at 139k events/s with 4 MiB as with 8. 2 MiB:
+/// since projections have a file of their own no other connection's commits empty this
+/// cache, so in the sync daemon it fills, and 4 MiB raised the daemon's peak RSS.
+pub const PROJECTION_CACHE_KIB: u32 = 2 * 1024;
 /// Connections kept by one process (SQLite serializes writers anyway).
 pub const MAX_CONNECTIONS: u32 = 4;
 /// Rows a query's worker may read ahead of the caller.
