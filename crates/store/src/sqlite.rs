@@ -261,6 +261,17 @@ async fn has_table(pool: &SqlitePool, name: &str) -> Result<bool, StoreError> {
 /// documents describe entries this log does not have (a database file restored from an
 /// older copy than its projections file), so the projection starts over from the log.
 async fn retire_ahead_of(docs: &SqlitePool, head: u64) -> Result<(), StoreError> {
+    // Looked for first: opening the store should not wait for the projections file's write
+    // lock, which a running daemon holds often, only to find nothing to retire.
+    let ahead: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM projection_generations WHERE name IS NOT NULL AND position > ? LIMIT 1",
+    )
+    .bind(to_i64(head)?)
+    .fetch_optional(docs)
+    .await?;
+    if ahead.is_none() {
+        return Ok(());
+    }
     let r = sqlx::query(
         "UPDATE projection_generations SET name = NULL WHERE name IS NOT NULL AND position > ?",
     )

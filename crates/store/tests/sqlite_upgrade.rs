@@ -11,6 +11,29 @@ use ticketsync_store::{DocChange, SqliteStore, Store};
 
 static ALL: Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// A new database file at `path` as the migrations up to `version` leave it.
+async fn migrated_to(path: &std::path::Path, version: i64) -> sqlx::SqlitePool {
+    let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+        .unwrap()
+        .create_if_missing(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts)
+        .await
+        .unwrap();
+    let old = Migrator {
+        migrations: Cow::Owned(
+            ALL.iter()
+                .filter(|m| m.version <= version)
+                .cloned()
+                .collect::<Vec<_>>(),
+        ),
+        ..Migrator::DEFAULT
+    };
+    old.run(&pool).await.unwrap();
+    pool
+}
+
 #[tokio::test]
 async fn documents_written_before_the_rowid_table_read_and_append_the_same_after() {
     let dir = tempfile::tempdir().unwrap();
@@ -19,24 +42,7 @@ async fn documents_written_before_the_rowid_table_read_and_append_the_same_after
     // one spilled onto overflow pages of the old table).
     let big = format!("[{}]", vec!["\"line of a long history\""; 400].join(","));
     {
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .unwrap()
-            .create_if_missing(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts)
-            .await
-            .unwrap();
-        let old = Migrator {
-            migrations: Cow::Owned(
-                ALL.iter()
-                    .filter(|m| m.version <= 6)
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            ),
-            ..Migrator::DEFAULT
-        };
-        old.run(&pool).await.unwrap();
+        let pool = migrated_to(&path, 6).await;
         let ddl: String = sqlx::query_scalar(
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'projection_docs'",
         )
@@ -103,24 +109,7 @@ async fn documents_written_before_the_rowid_table_read_and_append_the_same_after
 /// Creates `path` as store schema 5 left it (migrations 1 to 7), with a live projection in
 /// generation 3 (1 and 2 were used and reclaimed) and a retired one not yet reclaimed.
 async fn schema_5(path: &std::path::Path) {
-    let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-        .unwrap()
-        .create_if_missing(true);
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(opts)
-        .await
-        .unwrap();
-    let old = Migrator {
-        migrations: Cow::Owned(
-            ALL.iter()
-                .filter(|m| m.version <= 7)
-                .cloned()
-                .collect::<Vec<_>>(),
-        ),
-        ..Migrator::DEFAULT
-    };
-    old.run(&pool).await.unwrap();
+    let pool = migrated_to(path, 7).await;
     for sql in [
         "INSERT INTO projection_generations (name, position) VALUES ('a', 0), ('b', 0)",
         "DELETE FROM projection_generations",
