@@ -229,3 +229,58 @@ async fn projections_ahead_of_the_log_start_over_and_a_missing_projections_file_
         .await
         .unwrap();
 }
+
+/// A crash after the projections file took the rows but before the database file dropped
+/// them: opening again drops them without copying twice.
+#[tokio::test]
+async fn a_move_interrupted_after_the_copy_finishes_without_copying_again() {
+    static PROJECTIONS: Migrator = sqlx::migrate!("./migrations/sqlite-projections");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ticketsync.db");
+    schema_5(&path).await;
+    {
+        let opts = SqliteConnectOptions::from_str(&format!(
+            "sqlite://{}",
+            SqliteStore::projections_path(&path).display()
+        ))
+        .unwrap()
+        .create_if_missing(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .unwrap();
+        PROJECTIONS.run(&pool).await.unwrap();
+        // What the copy wrote, with one document changed since by a projection commit.
+        for sql in [
+            "INSERT INTO projection_generations (generation, name, position) \
+             VALUES (3, 'tickets', 0), (4, NULL, 0)",
+            "INSERT INTO projection_docs (generation, key, doc) VALUES \
+             (3, 't/1', x'7b2261223a317d'), (3, 'i/1/a', x'5b5d'), (4, 'old', x'00')",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(
+        store.get_meta("store_schema").await.unwrap().as_deref(),
+        Some("6")
+    );
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'projection%'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert!(left.is_empty(), "still in the database file: {left:?}");
+    // The projections file's rows stand; the database file's older copy was not applied.
+    assert_eq!(
+        store.list_docs("tickets").await.unwrap(),
+        vec![
+            ("i/1/a".to_string(), b"[]".to_vec()),
+            ("t/1".to_string(), br#"{"a":1}"#.to_vec())
+        ]
+    );
+}
