@@ -209,13 +209,8 @@ async fn move_projections(db: &Path, docs: &Path) -> Result<(), StoreError> {
         .execute(&mut c)
         .await?;
     let mut tx = c.begin_with("BEGIN IMMEDIATE").await?;
-    let old: Option<i64> = sqlx::query_scalar(
-        "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = 'projection_generations'",
-    )
-    .fetch_optional(&mut *tx)
-    .await?;
     // Looked at again under the write lock: another process may have moved them meanwhile.
-    if old.is_some() {
+    if has_table(&mut *tx, "projection_generations").await? {
         let moved: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM p.projection_generations LIMIT 1")
                 .fetch_optional(&mut *tx)
@@ -247,12 +242,13 @@ async fn move_projections(db: &Path, docs: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Whether the database file has a table of that name.
-async fn has_table(pool: &SqlitePool, name: &str) -> Result<bool, StoreError> {
+/// Whether the database file (the main one, where others are attached) has a table of
+/// that name.
+async fn has_table<'c>(on: impl sqlx::SqliteExecutor<'c>, name: &str) -> Result<bool, StoreError> {
     let found: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?")
+        sqlx::query_scalar("SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = ?")
             .bind(name)
-            .fetch_optional(pool)
+            .fetch_optional(on)
             .await?;
     Ok(found.is_some())
 }

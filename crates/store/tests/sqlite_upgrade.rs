@@ -11,16 +11,36 @@ use ticketsync_store::{DocChange, SqliteStore, Store};
 
 static ALL: Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// A new database file at `path` as the migrations up to `version` leave it.
-async fn migrated_to(path: &std::path::Path, version: i64) -> sqlx::SqlitePool {
+/// One connection to a new SQLite file at `path`.
+async fn new_file(path: &std::path::Path) -> sqlx::SqlitePool {
     let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
         .unwrap()
         .create_if_missing(true);
-    let pool = SqlitePoolOptions::new()
+    SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(opts)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The database file says store schema 6 and holds no projection table any more.
+async fn assert_moved(store: &SqliteStore) {
+    assert_eq!(
+        store.get_meta("store_schema").await.unwrap().as_deref(),
+        Some("6")
+    );
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'projection%'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert!(left.is_empty(), "still in the database file: {left:?}");
+}
+
+/// A new database file at `path` as the migrations up to `version` leave it.
+async fn migrated_to(path: &std::path::Path, version: i64) -> sqlx::SqlitePool {
+    let pool = new_file(path).await;
     let old = Migrator {
         migrations: Cow::Owned(
             ALL.iter()
@@ -138,17 +158,7 @@ async fn a_schema_5_database_moves_its_projections_into_the_projections_file_onc
 
     let store = SqliteStore::open(&path).await.unwrap();
     assert!(docs_path.exists());
-    assert_eq!(
-        store.get_meta("store_schema").await.unwrap().as_deref(),
-        Some("6")
-    );
-    let left: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'projection%'",
-    )
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
-    assert!(left.is_empty(), "still in the database file: {left:?}");
+    assert_moved(&store).await;
     assert_eq!(
         store.list_docs("tickets").await.unwrap(),
         vec![
@@ -239,17 +249,7 @@ async fn a_move_interrupted_after_the_copy_finishes_without_copying_again() {
     let path = dir.path().join("ticketsync.db");
     schema_5(&path).await;
     {
-        let opts = SqliteConnectOptions::from_str(&format!(
-            "sqlite://{}",
-            SqliteStore::projections_path(&path).display()
-        ))
-        .unwrap()
-        .create_if_missing(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts)
-            .await
-            .unwrap();
+        let pool = new_file(&SqliteStore::projections_path(&path)).await;
         PROJECTIONS.run(&pool).await.unwrap();
         // What the copy wrote, with one document changed since by a projection commit.
         for sql in [
@@ -264,17 +264,7 @@ async fn a_move_interrupted_after_the_copy_finishes_without_copying_again() {
     }
 
     let store = SqliteStore::open(&path).await.unwrap();
-    assert_eq!(
-        store.get_meta("store_schema").await.unwrap().as_deref(),
-        Some("6")
-    );
-    let left: Vec<String> = sqlx::query_scalar(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'projection%'",
-    )
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
-    assert!(left.is_empty(), "still in the database file: {left:?}");
+    assert_moved(&store).await;
     // The projections file's rows stand; the database file's older copy was not applied.
     assert_eq!(
         store.list_docs("tickets").await.unwrap(),
