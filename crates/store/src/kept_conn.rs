@@ -1,12 +1,14 @@
 //! One rusqlite connection that the SQLite backend keeps open and uses from blocking
 //! threads, one caller at a time: the projection connection and the log writer each hold
-//! one. Opened on first use (after the migrations have run).
+//! one. Opened on first use (after the migrations have run). Its commits are checkpointed
+//! in the background (`checkpointer`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
+use crate::checkpointer::{CheckpointStats, Checkpointer};
 use crate::StoreError;
 
 /// Opens the connection with the settings its owner wants.
@@ -19,16 +21,30 @@ pub(crate) struct KeptConn {
     what: &'static str,
     open: Opener,
     conn: Mutex<Option<Connection>>,
+    /// Copies what `with_write` commits into the database file.
+    checkpoints: Checkpointer,
 }
 
 impl KeptConn {
-    pub(crate) fn new(path: &Path, what: &'static str, open: Opener) -> Self {
-        KeptConn {
+    /// `open` must leave checkpoints to the background (`leave_to_background`);
+    /// `synchronous` is its setting, for the checkpointer's connection.
+    pub(crate) fn new(
+        path: &Path,
+        what: &'static str,
+        open: Opener,
+        synchronous: &'static str,
+    ) -> Result<Self, StoreError> {
+        Ok(KeptConn {
             path: path.to_path_buf(),
             what,
             open,
             conn: Mutex::new(None),
-        }
+            checkpoints: Checkpointer::start(path, what, synchronous)?,
+        })
+    }
+
+    pub(crate) fn checkpoint_stats(&self) -> CheckpointStats {
+        self.checkpoints.stats()
     }
 
     /// A new connection with the same settings, for a caller that wants its own.
@@ -57,6 +73,18 @@ impl KeptConn {
         })
         .await;
         joined(self.what, r)
+    }
+
+    /// [`KeptConn::with`] for a call that may commit: the background checkpointer is told
+    /// afterwards, whatever the outcome (a call that committed nothing costs at most a
+    /// checkpoint with nothing to copy).
+    pub(crate) async fn with_write<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let r = self.with(f).await;
+        self.checkpoints.committed();
+        r
     }
 }
 

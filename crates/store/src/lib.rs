@@ -7,6 +7,7 @@
 //! nothing, and a projection's checkpoint is written in the same transaction as its rows.
 
 pub mod channel;
+mod checkpointer;
 pub mod error;
 mod kept_conn;
 mod log_reader;
@@ -28,6 +29,7 @@ use ulid::{Ulid, ULID_LEN};
 pub use channel::{
     ChannelEntry, ChannelHead, Inbound, Outgoing, Partner, PartnerState, QuarantineRecord,
 };
+pub use checkpointer::{CheckpointStats, BACKSTOP_PAGES, CHECKPOINT_INTERVAL};
 pub use error::StoreError;
 pub use postgres::{is_postgres_url, PgStore};
 pub use sqlite::SqliteStore;

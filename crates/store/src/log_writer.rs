@@ -50,15 +50,20 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     c.pragma_update(None, "synchronous", "FULL")?;
     c.pragma_update(None, "foreign_keys", true)?;
     c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    crate::checkpointer::leave_to_background(&c)?;
     Ok(c)
 }
 
 impl LogWriter {
-    pub(crate) fn new(path: &Path, head: Head) -> Self {
-        LogWriter {
-            conn: Arc::new(KeptConn::new(path, "log writer", open)),
+    pub(crate) fn new(path: &Path, head: Head) -> Result<Self, StoreError> {
+        Ok(LogWriter {
+            conn: Arc::new(KeptConn::new(path, "log writer", open, "FULL")?),
             head_seen: Arc::new(Mutex::new(Some(head))),
-        }
+        })
+    }
+
+    pub(crate) fn checkpoint_stats(&self) -> crate::CheckpointStats {
+        self.conn.checkpoint_stats()
     }
 
     /// `Store::append_routed`.
@@ -70,7 +75,7 @@ impl LogWriter {
     ) -> Result<Vec<LogEntry>, StoreError> {
         let seen = Arc::clone(&self.head_seen);
         self.conn
-            .with(move |c| {
+            .with_write(move |c| {
                 let head = *seen.lock().unwrap_or_else(|p| p.into_inner());
                 let out = match (head, single(&batch, &outgoing)) {
                     (Some(head), Some((part, entry))) => {
@@ -100,7 +105,7 @@ impl LogWriter {
         let (from, to, entry) = (from.to_string(), to.to_string(), entry.clone());
         let seen = Arc::clone(&self.head_seen);
         self.conn
-            .with(move |c| {
+            .with_write(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let head = channel_in_head(&tx, &from)?;
                 if let Some(refused) = head.refuses(&entry, &from, &to) {
@@ -151,7 +156,7 @@ impl LogWriter {
         let (from, to) = (from.to_string(), to.to_string());
         let seen = Arc::clone(&self.head_seen);
         self.conn
-            .with(move |c| {
+            .with_write(move |c| {
                 let started = Instant::now();
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let locked = started.elapsed();

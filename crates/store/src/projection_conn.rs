@@ -38,10 +38,19 @@ pub(crate) struct ProjectionConn {
 }
 
 impl ProjectionConn {
-    pub(crate) fn new(path: &Path) -> Self {
-        ProjectionConn {
-            conn: Arc::new(KeptConn::new(path, "projection connection", open)),
-        }
+    pub(crate) fn new(path: &Path) -> Result<Self, StoreError> {
+        Ok(ProjectionConn {
+            conn: Arc::new(KeptConn::new(
+                path,
+                "projection connection",
+                open,
+                "NORMAL",
+            )?),
+        })
+    }
+
+    pub(crate) fn checkpoint_stats(&self) -> crate::CheckpointStats {
+        self.conn.checkpoint_stats()
     }
 
     /// Runs `f` on the connection, on a blocking thread; one caller at a time.
@@ -176,45 +185,46 @@ impl ProjectionConn {
         // The sort is stable: changes to one key keep their order, so the last one wins as
         // before; changes to different keys commute.
         changes.sort_by(|a, b| a.key().cmp(b.key()));
-        self.with(move |c| {
-            let started = Instant::now();
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let locked = started.elapsed();
-            let cur: Option<(i64, i64)> = tx
-                .prepare_cached(
-                    "SELECT generation, position FROM projection_generations WHERE name = ?1",
-                )?
-                .query_row(params![projection], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            let actual = to_u64(cur.map_or(0, |(_, p)| p), "checkpoint")?;
-            if actual != from {
-                return Err(StoreError::CheckpointMoved {
-                    projection,
-                    expected: from,
-                    actual,
-                });
-            }
-            let generation = match cur {
-                Some((g, _)) => g,
-                None => tx
+        self.conn
+            .with_write(move |c| {
+                let started = Instant::now();
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let locked = started.elapsed();
+                let cur: Option<(i64, i64)> = tx
                     .prepare_cached(
-                        "INSERT INTO projection_generations (name, position) VALUES (?1, 0) \
-                         RETURNING generation",
+                        "SELECT generation, position FROM projection_generations WHERE name = ?1",
                     )?
-                    .query_row(params![projection], |r| r.get(0))?,
-            };
-            {
-                let mut put = tx.prepare_cached(
-                    "INSERT INTO projection_docs (generation, key, doc) VALUES (?1, ?2, ?3) \
+                    .query_row(params![projection], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let actual = to_u64(cur.map_or(0, |(_, p)| p), "checkpoint")?;
+                if actual != from {
+                    return Err(StoreError::CheckpointMoved {
+                        projection,
+                        expected: from,
+                        actual,
+                    });
+                }
+                let generation = match cur {
+                    Some((g, _)) => g,
+                    None => tx
+                        .prepare_cached(
+                            "INSERT INTO projection_generations (name, position) VALUES (?1, 0) \
+                         RETURNING generation",
+                        )?
+                        .query_row(params![projection], |r| r.get(0))?,
+                };
+                {
+                    let mut put = tx.prepare_cached(
+                        "INSERT INTO projection_docs (generation, key, doc) VALUES (?1, ?2, ?3) \
                      ON CONFLICT (generation, key) DO UPDATE SET doc = excluded.doc",
-                )?;
-                let mut delete = tx.prepare_cached(
-                    "DELETE FROM projection_docs WHERE generation = ?1 AND key = ?2",
-                )?;
-                // Spliced in before the closing bracket (a comma first unless the array is
-                // empty); refused (no row changed) when the stored document is not an array.
-                let mut append = tx.prepare_cached(
-                    "INSERT INTO projection_docs (generation, key, doc) \
+                    )?;
+                    let mut delete = tx.prepare_cached(
+                        "DELETE FROM projection_docs WHERE generation = ?1 AND key = ?2",
+                    )?;
+                    // Spliced in before the closing bracket (a comma first unless the array is
+                    // empty); refused (no row changed) when the stored document is not an array.
+                    let mut append = tx.prepare_cached(
+                        "INSERT INTO projection_docs (generation, key, doc) \
                      VALUES (?1, ?2, CAST('[' || CAST(?3 AS TEXT) || ']' AS BLOB)) \
                      ON CONFLICT (generation, key) DO UPDATE SET doc = CAST( \
                          substr(doc, 1, length(doc) - 1) \
@@ -222,40 +232,40 @@ impl ProjectionConn {
                          || CAST(?3 AS TEXT) || ']' AS BLOB) \
                      WHERE length(doc) >= 2 AND substr(doc, 1, 1) = X'5B' \
                          AND substr(doc, -1, 1) = X'5D'",
-                )?;
-                for change in &changes {
-                    match change {
-                        DocChange::Put { key, doc } => {
-                            put.execute(params![generation, key, doc])?;
-                        }
-                        DocChange::Delete { key } => {
-                            delete.execute(params![generation, key])?;
-                        }
-                        DocChange::Append { key, elements } => {
-                            if append.execute(params![generation, key, elements])? != 1 {
-                                return Err(crate::not_an_array(&projection, key));
+                    )?;
+                    for change in &changes {
+                        match change {
+                            DocChange::Put { key, doc } => {
+                                put.execute(params![generation, key, doc])?;
+                            }
+                            DocChange::Delete { key } => {
+                                delete.execute(params![generation, key])?;
+                            }
+                            DocChange::Append { key, elements } => {
+                                if append.execute(params![generation, key, elements])? != 1 {
+                                    return Err(crate::not_an_array(&projection, key));
+                                }
                             }
                         }
                     }
+                    tx.prepare_cached(
+                        "UPDATE projection_generations SET position = ?1 WHERE generation = ?2",
+                    )?
+                    .execute(params![to, generation])?;
                 }
-                tx.prepare_cached(
-                    "UPDATE projection_generations SET position = ?1 WHERE generation = ?2",
-                )?
-                .execute(params![to, generation])?;
-            }
-            let committing = Instant::now();
-            tx.commit()?;
-            tracing::debug!(
-                %projection,
-                changes = changes.len(),
-                lock_wait_us = locked.as_micros() as u64,
-                commit_us = committing.elapsed().as_micros() as u64,
-                total_us = started.elapsed().as_micros() as u64,
-                "projection batch written"
-            );
-            Ok(())
-        })
-        .await
+                let committing = Instant::now();
+                tx.commit()?;
+                tracing::debug!(
+                    %projection,
+                    changes = changes.len(),
+                    lock_wait_us = locked.as_micros() as u64,
+                    commit_us = committing.elapsed().as_micros() as u64,
+                    total_us = started.elapsed().as_micros() as u64,
+                    "projection batch written"
+                );
+                Ok(())
+            })
+            .await
     }
 }
 
@@ -263,6 +273,7 @@ impl ProjectionConn {
 fn open(path: &Path) -> Result<Connection, StoreError> {
     let c = crate::log_reader::open_connection(path, PROJECTION_CACHE_KIB)?;
     c.pragma_update(None, "synchronous", "NORMAL")?;
+    crate::checkpointer::leave_to_background(&c)?;
     Ok(c)
 }
 

@@ -154,10 +154,10 @@ impl SqliteStore {
             pool,
             marker_pool,
             docs_pool,
-            writer: Arc::new(LogWriter::new(path, head)),
+            writer: Arc::new(LogWriter::new(path, head)?),
             readers: Arc::new(LogReaders::new(path)),
             doc_readers: Arc::new(LogReaders::new(&docs_path)),
-            projections: Arc::new(ProjectionConn::new(&docs_path)),
+            projections: Arc::new(ProjectionConn::new(&docs_path)?),
         })
     }
 
@@ -170,6 +170,15 @@ impl SqliteStore {
     /// The projections file's pool, for tests and operator tooling that need raw SQL.
     pub fn projections_pool(&self) -> &SqlitePool {
         &self.docs_pool
+    }
+
+    /// What the background checkpointers have done: the database file's, then the
+    /// projections file's.
+    pub fn checkpoint_stats(&self) -> (crate::CheckpointStats, crate::CheckpointStats) {
+        (
+            self.writer.checkpoint_stats(),
+            self.projections.checkpoint_stats(),
+        )
     }
 
     /// The underlying pool, for tests and operator tooling that need raw SQL.
