@@ -761,3 +761,372 @@ async fn quarantine_entry(
         .await?;
     Ok((r, true))
 }
+
+/// Where the channel and the tickets stand once every batch prepared so far is written as
+/// prepared: what the next batch is prepared against while the one before it is still
+/// being written ([`Pipeline`]).
+pub(crate) struct Carry {
+    /// The channel head after the prepared batches.
+    pub(crate) head: ChannelHead,
+    /// Per ticket touched: the state after the prepared batches and its stream version.
+    states: HashMap<TicketId, (Option<domain::Ticket>, u64)>,
+}
+
+impl Carry {
+    /// Starting from what the store holds: its channel head, and ticket states from the
+    /// snapshot cache or the store as each is needed.
+    pub(crate) async fn from_store(inst: &Instance, partner: &Partner) -> Result<Carry> {
+        Ok(Carry {
+            head: inst.store.inbound_head(&partner.name).await?,
+            states: HashMap::new(),
+        })
+    }
+
+    /// Every batch prepared is written, each exactly as prepared: the states are the
+    /// streams' folds, kept for the next use.
+    pub(crate) fn remember(self, inst: &Instance) {
+        for (id, (state, version)) in self.states {
+            inst.remember(id, version, state);
+        }
+    }
+
+    /// Hands back to the snapshot cache the states that the batch `keep` does not touch:
+    /// their last change is in batches already written as prepared. What is carried stays
+    /// bounded by one batch's tickets.
+    fn remember_all_but(&mut self, inst: &Instance, keep: &[(ChannelEntry, Vec<StreamAppend>)]) {
+        let touched: std::collections::HashSet<Ulid> = keep
+            .iter()
+            .flat_map(|(_, parts)| parts.iter().map(|p| p.stream_id))
+            .collect();
+        self.states.retain(|id, (state, version)| {
+            if touched.contains(&id.0) {
+                return true;
+            }
+            inst.remember(*id, *version, state.take());
+            false
+        });
+    }
+}
+
+/// A batch of plain events prepared by [`prepare_batch`], not yet written.
+pub(crate) struct Prepared {
+    items: Vec<(ChannelEntry, Vec<StreamAppend>)>,
+}
+
+/// Prepares consecutive raw messages from `partner` against `carry`, which it moves on,
+/// when every entry of every message is a plain event that continues the channel, in
+/// order, within one run (`MAX_RUN_ENTRIES`): the common case, which the pipeline writes
+/// in the background. `None` when anything needs `apply_messages` (a message to refuse, a
+/// duplicate, a gap, a broken link, an entry that is not a plain event or that the rules
+/// refuse); `carry` is then spoiled, as on an error, and must be dropped.
+pub(crate) async fn prepare_batch(
+    inst: &Instance,
+    partner: &Partner,
+    raws: &[&[u8]],
+    carry: &mut Carry,
+) -> Result<Option<Prepared>> {
+    let me = inst.name().to_string();
+    let mut items = Vec::new();
+    for raw in raws {
+        let msg = match Message::decode(raw) {
+            Ok(m) if m.from == partner.name && m.to == me && m.authentic(&partner.secret) => m,
+            _ => return Ok(None),
+        };
+        if items.len() + msg.entries.len() > MAX_RUN_ENTRIES {
+            return Ok(None);
+        }
+        let mut events = Vec::with_capacity(msg.entries.len());
+        let (mut seq, mut hash) = (carry.head.seq, carry.head.hash);
+        for w in &msg.entries {
+            if w.seq != seq + 1 || w.prev_hash != hash {
+                return Ok(None);
+            }
+            (seq, hash) = (w.seq, w.hash);
+            match ChannelBody::decode(&w.body) {
+                Ok(ChannelBody::Event(re)) => events.push(re),
+                _ => return Ok(None),
+            }
+        }
+        let mut missing: Vec<TicketId> = Vec::new();
+        for re in &events {
+            let t = TicketId(re.ticket_ulid());
+            if !carry.states.contains_key(&t) && !missing.contains(&t) {
+                missing.push(t);
+            }
+        }
+        if !missing.is_empty() {
+            let states = inst.take_states(&missing).await?;
+            carry.states.extend(missing.into_iter().zip(states));
+        }
+        for (w, re) in msg.entries.into_iter().zip(events) {
+            let Some(batch) = prepare(inst, partner, Some(re), &mut carry.states).await? else {
+                return Ok(None);
+            };
+            carry.head = ChannelHead {
+                seq: w.seq,
+                hash: w.hash,
+            };
+            let entry = ChannelEntry {
+                seq: w.seq,
+                prev_hash: w.prev_hash,
+                hash: w.hash,
+                body: w.body,
+            };
+            items.push((entry, batch));
+        }
+    }
+    Ok(Some(Prepared { items }))
+}
+
+/// A prepared batch being written on a task of its own.
+pub(crate) struct Writing {
+    task: tokio::task::JoinHandle<Result<Vec<Inbound>, StoreError>>,
+    meta: RunMeta,
+}
+
+impl Writing {
+    /// Starts writing `prepared` in one transaction; the states `carry` holds for tickets
+    /// it does not touch go back to the snapshot cache (every batch before it is written).
+    pub(crate) fn start(
+        inst: &Instance,
+        partner: &Partner,
+        prepared: Prepared,
+        carry: &mut Carry,
+    ) -> Writing {
+        carry.remember_all_but(inst, &prepared.items);
+        let meta = RunMeta::of(&prepared.items);
+        let store = inst.store.clone();
+        let (from, me) = (partner.name.clone(), inst.name().to_string());
+        let task = tokio::spawn(async move {
+            store
+                .apply_inbound_many(&from, &me, now_ms(), prepared.items)
+                .await
+        });
+        Writing { task, meta }
+    }
+
+    /// Waits for the write to end (cancel-safe: nothing is lost if the wait is dropped).
+    pub(crate) async fn done(&mut self) -> WriteResult {
+        (&mut self.task).await
+    }
+
+    /// Counts what the write did (the result of [`Writing::done`]), as `apply_messages`
+    /// would have (an entry the store did not take as prepared is decided again on its
+    /// own). The bool says whether every entry went in exactly as prepared: otherwise
+    /// whatever was prepared against this batch is void.
+    pub(crate) async fn finish(
+        self,
+        result: WriteResult,
+        inst: &Instance,
+        partner: &Partner,
+    ) -> Result<(Outcome, bool)> {
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => return Err(anyhow::anyhow!("the inbound write was cancelled: {e}")),
+            },
+        };
+        let mut out = Outcome::default();
+        let (_, exact) = self.meta.finish(inst, partner, result, &mut out).await?;
+        Ok((out, exact))
+    }
+}
+
+/// How a background inbound write ended.
+pub(crate) type WriteResult = Result<Result<Vec<Inbound>, StoreError>, tokio::task::JoinError>;
+
+/// A batch of messages once committed: the caller's tokens for them (to acknowledge) and
+/// what they did.
+#[derive(Debug)]
+pub struct Settled<T> {
+    pub tokens: Vec<T>,
+    pub outcome: Outcome,
+    /// Whether it was prepared while the batch before it was written.
+    pub pipelined: bool,
+    /// From taking the batch to its commit.
+    pub took: std::time::Duration,
+}
+
+/// A batch being written by the pipeline, with the caller's tokens for its messages.
+struct InFlight<T> {
+    write: Writing,
+    tokens: Vec<T>,
+    partner: Partner,
+    started: std::time::Instant,
+}
+
+/// The inbound pipeline of one channel, independent of the transport. A batch of
+/// messages that holds only plain events continuing the channel (the common case) is
+/// prepared in memory against the ticket states and channel head the batch before it
+/// leaves, while that one is still being written; its own write starts once that one is
+/// committed exactly as prepared. Deciding and writing thus overlap, on two cores.
+/// Anything else (a message to refuse, a gap, a duplicate, a hello, attachment content, an
+/// entry the rules refuse, a batch the store did not take as prepared, say after a local
+/// command on one of its tickets) waits for the write in flight and goes through
+/// [`apply_messages`]. At most one batch is written at a time, and batches settle in the
+/// order they were taken; a caller acknowledges a batch's messages only once it has
+/// settled.
+pub struct Pipeline<T> {
+    /// Where the channel and tickets stand once the batch in flight is committed as
+    /// prepared; `None`: as the store says.
+    carry: Option<Carry>,
+    writing: Option<InFlight<T>>,
+}
+
+impl<T> Default for Pipeline<T> {
+    fn default() -> Self {
+        Pipeline {
+            carry: None,
+            writing: None,
+        }
+    }
+}
+
+impl<T: Send> Pipeline<T> {
+    /// Whether a batch is being written (its messages are not settled yet).
+    pub fn is_writing(&self) -> bool {
+        self.writing.is_some()
+    }
+
+    /// Takes the next batch of messages from `partner` (`payload` gives a token's raw
+    /// message). Returns the batches settled meanwhile, in order: the one that was in
+    /// flight, and this one if it was applied on its own rather than left in flight.
+    pub async fn take(
+        &mut self,
+        inst: &Instance,
+        partner: &Partner,
+        tokens: Vec<T>,
+        payload: impl Fn(&T) -> &[u8],
+    ) -> Result<Vec<Settled<T>>> {
+        let mut settled = Vec::new();
+        if tokens.is_empty() {
+            return Ok(settled);
+        }
+        let started = std::time::Instant::now();
+        let mut carry = match self.carry.take() {
+            Some(c) => c,
+            None => {
+                // Nothing to prepare against while a batch is written: it goes in first.
+                settled.extend(self.settle(inst).await?);
+                Carry::from_store(inst, partner).await?
+            }
+        };
+        let raws: Vec<&[u8]> = tokens.iter().map(&payload).collect();
+        let prepared = prepare_batch(inst, partner, &raws, &mut carry).await;
+        // The batch before is committed before this one's write starts.
+        let exact = match self.settle_exact(inst).await? {
+            Some((s, exact)) => {
+                settled.push(s);
+                exact
+            }
+            None => true,
+        };
+        match prepared? {
+            Some(prepared) if exact => {
+                let write = Writing::start(inst, partner, prepared, &mut carry);
+                self.carry = Some(carry);
+                self.writing = Some(InFlight {
+                    write,
+                    tokens,
+                    partner: partner.clone(),
+                    started,
+                });
+            }
+            // Prepared against a batch the store did not take as prepared, or not a
+            // batch for the pipeline: what was carried is void.
+            _ => {
+                let outcome = apply_messages(inst, partner, &raws).await?;
+                drop(raws);
+                settled.push(Settled {
+                    tokens,
+                    outcome,
+                    pipelined: false,
+                    took: started.elapsed(),
+                });
+            }
+        }
+        Ok(settled)
+    }
+
+    /// Waits for the batch in flight, if any, and settles it; the next batch starts from
+    /// the store (the caller may apply messages by other means meanwhile).
+    pub async fn settle(&mut self, inst: &Instance) -> Result<Option<Settled<T>>> {
+        let settled = self.settle_exact(inst).await?;
+        self.forget(inst, settled.as_ref().is_none_or(|(_, exact)| *exact));
+        Ok(settled.map(|(s, _)| s))
+    }
+
+    /// Drops what was carried, handing the states back to the snapshot cache when every
+    /// batch went in as prepared (`exact`).
+    fn forget(&mut self, inst: &Instance, exact: bool) {
+        if let Some(carry) = self.carry.take() {
+            if exact {
+                carry.remember(inst);
+            }
+        }
+    }
+
+    /// A cancel-safe wait for the batch in flight to be written (pending forever when
+    /// there is none); hand what it returns to [`Pipeline::idle`].
+    pub async fn done(&mut self) -> WriteResult {
+        match self.writing.as_mut() {
+            Some(f) => f.write.done().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Nothing more came while the batch in flight was written, which ended with `r`
+    /// ([`Pipeline::done`]): settles it; the carried states go back to the snapshot cache
+    /// and the next batch starts from the store.
+    pub async fn idle(&mut self, inst: &Instance, r: WriteResult) -> Result<Option<Settled<T>>> {
+        if self.writing.is_none() {
+            return Ok(None);
+        }
+        let (s, exact) = self.written(inst, r).await?;
+        self.forget(inst, exact);
+        Ok(Some(s))
+    }
+
+    /// What a crash right after the batch in flight was committed leaves: waits for its
+    /// write to end, forgets it and what was carried, and returns its tokens, not
+    /// acknowledged (the transport delivers them again). For simulations.
+    pub async fn abandon(&mut self) -> Vec<T> {
+        self.carry = None;
+        match self.writing.take() {
+            Some(mut f) => {
+                let _ = f.write.done().await;
+                f.tokens
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// [`Pipeline::settle`], saying also whether the batch went in exactly as prepared.
+    async fn settle_exact(&mut self, inst: &Instance) -> Result<Option<(Settled<T>, bool)>> {
+        let Some(f) = self.writing.as_mut() else {
+            return Ok(None);
+        };
+        let r = f.write.done().await;
+        self.written(inst, r).await.map(Some)
+    }
+
+    /// The batch in flight ended with `r`: counts what it did. What was prepared against
+    /// it is void unless it went in exactly as prepared.
+    async fn written(&mut self, inst: &Instance, r: WriteResult) -> Result<(Settled<T>, bool)> {
+        let Some(f) = self.writing.take() else {
+            anyhow::bail!("no inbound batch is being written");
+        };
+        let (outcome, exact) = f.write.finish(r, inst, &f.partner).await?;
+        if !exact {
+            self.carry = None;
+        }
+        let s = Settled {
+            tokens: f.tokens,
+            outcome,
+            pipelined: true,
+            took: f.started.elapsed(),
+        };
+        Ok((s, exact))
+    }
+}

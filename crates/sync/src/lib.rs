@@ -12,6 +12,6 @@ pub mod nats;
 pub mod outbound;
 pub mod wake;
 
-pub use inbound::{apply_message, apply_messages, Outcome};
+pub use inbound::{apply_message, apply_messages, Outcome, Pipeline, Settled};
 pub use nats::{run, RunOptions, RunStats};
 pub use outbound::{outbound_messages, pack};

@@ -18,7 +18,7 @@ use ticketsync_wire::channel::{
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::inbound::apply_messages;
+use crate::inbound::{apply_messages, Outcome, Pipeline, Settled};
 use crate::outbound::pack;
 
 /// Publishes awaiting their broker acknowledgement, per channel.
@@ -541,6 +541,17 @@ async fn handle(shared: &Shared, name: &str, msgs: &[jetstream::Message]) -> Res
         apply_us = t.elapsed().as_micros() as u64,
         "inbound batch committed"
     );
+    applied(shared, &p, msgs, o).await
+}
+
+/// What follows once received messages are applied and committed: the projections are
+/// woken, invoices issued for completed links, a gap asked for, and the messages acked.
+async fn applied(
+    shared: &Shared,
+    p: &Partner,
+    msgs: &[jetstream::Message],
+    o: Outcome,
+) -> Result<()> {
     if o.applied > 0 || o.quarantined > 0 {
         // The events are in the log: the projections follow from it on their own task,
         // while the next messages are applied (on the other core).
@@ -566,10 +577,30 @@ async fn handle(shared: &Shared, name: &str, msgs: &[jetstream::Message]) -> Res
         s.duplicates += o.duplicates;
     }
     if let Some(from_seq) = o.gap {
-        request_resend(shared, &p, from_seq).await?;
+        request_resend(shared, p, from_seq).await?;
     }
     for msg in msgs {
         msg.ack().await.map_err(|e| anyhow!("ack: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Acts on batches the pipeline settled: each is committed, so its messages are acked.
+async fn settled(
+    shared: &Shared,
+    p: &Partner,
+    batches: impl IntoIterator<Item = Settled<jetstream::Message>>,
+) -> Result<()> {
+    for s in batches {
+        tracing::debug!(
+            partner = %p.name,
+            messages = s.tokens.len(),
+            applied = s.outcome.applied,
+            apply_us = s.took.as_micros() as u64,
+            pipelined = s.pipelined,
+            "inbound batch committed"
+        );
+        applied(shared, p, &s.tokens, s.outcome).await?;
     }
     Ok(())
 }
@@ -614,12 +645,23 @@ async fn inbound_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
                 .map_err(|e| anyhow!("pull: {e}"))?;
             // Connected: the next error starts its backoff from the beginning again.
             attempt = 0;
-            let mut batch: Vec<jetstream::Message> = Vec::with_capacity(INBOUND_COALESCE);
+            let mut pipe: Pipeline<jetstream::Message> = Pipeline::default();
             loop {
                 let first = tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = shutdown.cancelled() => {
+                        let p = partner(&shared, &name).await?;
+                        settled(&shared, &p, pipe.settle(&shared.inst).await?).await?;
+                        return Ok(());
+                    }
+                    r = pipe.done() => {
+                        let p = partner(&shared, &name).await?;
+                        settled(&shared, &p, pipe.idle(&shared.inst, r).await?).await?;
+                        shared.hold(&name, false);
+                        continue;
+                    }
                     next = messages.next() => next,
                 };
+                let mut batch: Vec<jetstream::Message> = Vec::with_capacity(INBOUND_COALESCE);
                 let mut ended = match first {
                     None => Some(anyhow!("the message stream ended")),
                     Some(Err(e)) => Some(anyhow!("receive: {e}")),
@@ -641,12 +683,16 @@ async fn inbound_loop(shared: Arc<Shared>, name: String, shutdown: CancellationT
                     }
                 }
                 shared.hold(&name, true);
-                handle(&shared, &name, &batch).await?;
-                shared.hold(&name, false);
-                batch.clear();
+                let p = partner(&shared, &name).await?;
+                let done = pipe
+                    .take(&shared.inst, &p, batch, |m| m.payload.as_ref())
+                    .await?;
+                settled(&shared, &p, done).await?;
                 if let Some(e) = ended {
+                    settled(&shared, &p, pipe.settle(&shared.inst).await?).await?;
                     return Err(e);
                 }
+                shared.hold(&name, pipe.is_writing());
             }
         };
         let r = step.await;

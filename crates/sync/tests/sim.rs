@@ -28,7 +28,9 @@ use ticketsync_domain::{
 };
 use ticketsync_projections::{TicketProjection, TicketView};
 use ticketsync_store::ChannelHead;
-use ticketsync_sync::{apply_message, apply_messages, outbound_messages, Outcome};
+use ticketsync_sync::{
+    apply_message, apply_messages, outbound_messages, Outcome, Pipeline, Settled,
+};
 use ticketsync_wire::channel::{ChannelBody, BLOB_CHUNK_BYTES};
 use ulid::Ulid;
 
@@ -280,6 +282,10 @@ enum Action {
     Publish(Who, u32),
     /// The receiver takes the oldest message in flight.
     DeliverNext(Who),
+    /// The receiver takes the oldest messages in flight as batches of the daemon's inbound
+    /// pipeline (up to `.1` batches of up to `.2` messages), each prepared while the batch
+    /// before it is still written, and acknowledged once committed.
+    DeliverBatches(Who, usize, usize),
     /// The receiver takes some message in flight (reordering).
     DeliverAny(Who, usize),
     /// A message in flight is duplicated.
@@ -330,6 +336,7 @@ fn action() -> impl Strategy<Value = Action> {
         16 => command(),
         6 => (who(), 1..4u32).prop_map(|(w, l)| Action::Publish(w, l)),
         5 => who().prop_map(Action::DeliverNext),
+        4 => (who(), 1..4usize, 1..4usize).prop_map(|(w, b, n)| Action::DeliverBatches(w, b, n)),
         4 => (who(), any::<usize>()).prop_map(|(w, i)| Action::DeliverAny(w, i)),
         2 => (who(), any::<usize>()).prop_map(|(w, i)| Action::Duplicate(w, i)),
         2 => (who(), any::<usize>()).prop_map(|(w, i)| Action::Lose(w, i)),
@@ -378,6 +385,12 @@ struct Stats {
     gaps: u64,
     lost: u64,
     crashes: u64,
+    /// Pipeline batches written in the background; of the batches taken while one was in
+    /// flight, those left in flight in turn (prepared while the one before was written)
+    /// and those applied on their own instead.
+    pipelined: u64,
+    overlapped: u64,
+    fell_back: u64,
     /// Transitions that lost a race (recorded, not effective), at the end.
     superseded: u64,
     /// Items shared (on acme) at the end, and items diverged on one side.
@@ -395,6 +408,8 @@ struct Sim {
     sent: bool,
     trace: Vec<String>,
     stats: Stats,
+    /// Per channel (by sender): the receiver's inbound pipeline.
+    pipes: [Pipeline<Vec<u8>>; 2],
 }
 
 impl Sim {
@@ -423,6 +438,7 @@ impl Sim {
             sent: false,
             trace: vec![],
             stats: Stats::default(),
+            pipes: [Pipeline::default(), Pipeline::default()],
         })
     }
 
@@ -649,7 +665,72 @@ impl Sim {
             .get_partner(from.name())
             .await?
             .expect("the receiver knows its partner");
+        // One consumer per channel: a batch in the pipeline settles first.
+        let batches = self.pipes[from.idx()].settle(inst).await?;
+        self.observe(from, batches).await?;
+        let inst = self.nodes[to.idx()].inst();
         let o = apply_message(inst, &p, &raw).await?;
+        self.observed(from, o).await
+    }
+
+    /// Takes the oldest messages in flight from `from`, up to `n`, as one batch of the
+    /// receiver's inbound pipeline.
+    async fn deliver_batch(&mut self, from: Who, n: usize) -> Result<()> {
+        let wire = &mut self.wires[from.idx()];
+        let n = n.min(wire.pending.len());
+        if n == 0 {
+            return Ok(());
+        }
+        let batch: Vec<Vec<u8>> = wire.pending.drain(..n).collect();
+        let to = from.other();
+        let inst = self.nodes[to.idx()].inst();
+        let p = inst
+            .store
+            .get_partner(from.name())
+            .await?
+            .expect("the receiver knows its partner");
+        let before = self.pipes[from.idx()].is_writing();
+        let settled = self.pipes[from.idx()]
+            .take(inst, &p, batch, |m| m.as_slice())
+            .await?;
+        if before && self.pipes[from.idx()].is_writing() {
+            self.stats.overlapped += 1;
+        }
+        if before && settled.iter().any(|b| !b.pipelined) {
+            self.stats.fell_back += 1;
+        }
+        self.log(format!(
+            "{from} -> {to}: {n} messages into the pipeline (one in flight before: {before}, now: {}; {} settled)",
+            self.pipes[from.idx()].is_writing(),
+            settled.len()
+        ));
+        self.observe(from, settled).await
+    }
+
+    /// Batches the pipeline of the channel from `from` settled: acknowledged, so they
+    /// leave the wire for good (they already have), observed as single deliveries are.
+    async fn observe(
+        &mut self,
+        from: Who,
+        batches: impl IntoIterator<Item = Settled<Vec<u8>>>,
+    ) -> Result<()> {
+        for b in batches {
+            self.stats.pipelined += u64::from(b.pipelined);
+            self.log(format!(
+                "{from}'s batch of {} messages settled (pipelined: {})",
+                b.tokens.len(),
+                b.pipelined
+            ));
+            self.observed(from, b.outcome).await?;
+        }
+        Ok(())
+    }
+
+    /// Checks and counts what applying messages from `from` did, as the daemon follows it
+    /// up (projections brought up to date, a resend asked for on a gap).
+    async fn observed(&mut self, from: Who, o: Outcome) -> Result<Outcome> {
+        let to = from.other();
+        let inst = self.nodes[to.idx()].inst();
         if o.applied > 0 || o.quarantined > 0 {
             inst.refresh().await?;
         }
@@ -706,6 +787,19 @@ impl Sim {
     }
 
     async fn crash(&mut self, w: Who) -> Result<()> {
+        // A batch in w's inbound pipeline was committed or not, but never acknowledged:
+        // the broker delivers its messages again.
+        let from = w.other();
+        let back = self.pipes[from.idx()].abandon().await;
+        if !back.is_empty() {
+            self.log(format!(
+                "{w} crashes with {} of {from}'s messages unacknowledged",
+                back.len()
+            ));
+            for m in back.into_iter().rev() {
+                self.wires[from.idx()].pending.push_front(m);
+            }
+        }
         self.nodes[w.idx()].crash().await?;
         // The relay's cursor lives in the daemon: it resumes from what the broker acked.
         let acked = self.inst(w).store.outbox_acked(w.other().name()).await?;
@@ -719,6 +813,11 @@ impl Sim {
     /// store's worker threads progress meanwhile), drops it and crashes the receiver.
     async fn crash_mid_apply(&mut self, from: Who, polls: u32) -> Result<()> {
         let to = from.other();
+        // One consumer per channel: a batch in the pipeline settles first.
+        let batches = self.pipes[from.idx()]
+            .settle(self.nodes[to.idx()].inst())
+            .await?;
+        self.observe(from, batches).await?;
         let Some(raw) = self.wires[from.idx()].pending.front().cloned() else {
             return Ok(());
         };
@@ -770,6 +869,11 @@ impl Sim {
             Action::DeliverNext(w) => {
                 self.deliver_next(w).await?;
             }
+            Action::DeliverBatches(w, batches, n) => {
+                for _ in 0..batches {
+                    self.deliver_batch(w, n).await?;
+                }
+            }
             Action::DeliverAny(w, i) => {
                 let n = self.wires[w.idx()].pending.len();
                 if n > 0 {
@@ -812,6 +916,11 @@ impl Sim {
     /// from the receiver's checkpoint when it is behind the announced head, until both
     /// channels are drained. Fails if that does not converge.
     async fn drain(&mut self) -> Result<()> {
+        for from in [Who::Acme, Who::Bolt] {
+            let inst = self.nodes[from.other().idx()].inst();
+            let batches = self.pipes[from.idx()].settle(inst).await?;
+            self.observe(from, batches).await?;
+        }
         for _round in 0..20 {
             for from in [Who::Acme, Who::Bolt] {
                 self.publish(from, ALL).await?;
@@ -1154,6 +1263,9 @@ fn replication_converges_under_reordering_loss_duplication_and_crashes() {
         t.gaps += s.gaps;
         t.lost += s.lost;
         t.crashes += s.crashes;
+        t.pipelined += s.pipelined;
+        t.overlapped += s.overlapped;
+        t.fell_back += s.fell_back;
         t.superseded += s.superseded;
         t.shared_items += s.shared_items;
         t.diverged_items += s.diverged_items;
@@ -1174,6 +1286,7 @@ fn replication_converges_under_reordering_loss_duplication_and_crashes() {
         t.duplicates > 0 && t.gaps > 0 && t.lost > 0 && t.crashes > 0,
         "{t:?}"
     );
+    assert!(t.pipelined > 0, "the inbound pipeline was not used: {t:?}");
     assert!(
         t.final_status.len() >= 3,
         "the cases ended in too few outsource statuses: {t:?}"
@@ -1379,6 +1492,109 @@ fn messages_applied_together_apply_each_entry_once_and_fill_their_own_gap() {
                 "{w}"
             );
             for n in [n1, n2] {
+                assert_eq!(sim.sharing_of(w, n).await, Sharing::Shared, "{w}: {n}");
+            }
+        }
+    });
+}
+
+/// The inbound pipeline prepares each batch while the one before it is still written: the
+/// entries all apply once, in order, and both sides end as if they had come one by one.
+#[test]
+fn batches_prepared_while_the_one_before_is_written_apply_each_entry_once() {
+    runtime().block_on(async {
+        let mut sim = Sim::assigned().await;
+        let notes = [item_id(1), item_id(2), item_id(3)];
+        let before = sim.stats.applied;
+        sim.must(Who::Bolt, "accept", accept_cmd()).await;
+        for (i, n) in notes.iter().enumerate() {
+            sim.must(Who::Bolt, "note", note_cmd(*n, &format!("note {i}")))
+                .await;
+        }
+        // bolt's channel: 2 accept, 3 start, 4-6 the notes, one message each.
+        for _ in 0..5 {
+            sim.publish(Who::Bolt, 1).await.unwrap();
+        }
+        assert_eq!(sim.in_flight(Who::Bolt), 5);
+        sim.deliver_batch(Who::Bolt, 2).await.unwrap();
+        assert!(sim.pipes[Who::Bolt.idx()].is_writing());
+        sim.deliver_batch(Who::Bolt, 1).await.unwrap();
+        sim.deliver_batch(Who::Bolt, 2).await.unwrap();
+        assert_eq!(sim.stats.overlapped, 2, "{:?}", sim.stats);
+        let last = sim.pipes[Who::Bolt.idx()]
+            .settle(sim.nodes[Who::Acme.idx()].inst())
+            .await
+            .unwrap();
+        sim.observe(Who::Bolt, last).await.unwrap();
+        assert_eq!(sim.stats.pipelined, 3, "{:?}", sim.stats);
+        assert_eq!((sim.stats.applied - before, sim.stats.duplicates), (5, 0));
+        assert_eq!(
+            sim.inst(Who::Acme)
+                .store
+                .inbound_head(PARTNER)
+                .await
+                .unwrap()
+                .seq,
+            6
+        );
+        sim.drain().await.unwrap();
+        sim.check_converged().await.unwrap();
+        for w in [Who::Acme, Who::Bolt] {
+            assert_eq!(
+                sim.status(w).await,
+                Some(OutsourceStatus::InProgress),
+                "{w}"
+            );
+            for n in notes {
+                assert_eq!(sim.sharing_of(w, n).await, Sharing::Shared, "{w}: {n}");
+            }
+        }
+    });
+}
+
+/// A local command on the ticket while a pipeline batch is written: the batches prepared
+/// without it do not go in as prepared, are decided again against the stored stream, and
+/// nothing is lost or applied twice.
+#[test]
+fn a_local_command_between_pipelined_batches_loses_nothing() {
+    runtime().block_on(async {
+        let mut sim = Sim::assigned().await;
+        let (n1, n2, mine) = (item_id(1), item_id(2), item_id(3));
+        let before = sim.stats.applied;
+        sim.must(Who::Bolt, "accept", accept_cmd()).await;
+        sim.must(Who::Bolt, "note 1", note_cmd(n1, "on my way"))
+            .await;
+        sim.must(Who::Bolt, "note 2", note_cmd(n2, "fan replaced"))
+            .await;
+        for _ in 0..4 {
+            sim.publish(Who::Bolt, 1).await.unwrap();
+        }
+        sim.deliver_batch(Who::Bolt, 2).await.unwrap();
+        // acme writes on the ticket while bolt's batch may still be written.
+        sim.must(Who::Acme, "acme's note", note_cmd(mine, "customer called"))
+            .await;
+        sim.deliver_batch(Who::Bolt, 1).await.unwrap();
+        sim.deliver_batch(Who::Bolt, 1).await.unwrap();
+        sim.drain().await.unwrap();
+        // bolt's four entries at acme, acme's note at bolt.
+        let applied = sim.stats.applied - before;
+        assert_eq!((applied, sim.stats.duplicates), (5, 0), "{:?}", sim.stats);
+        // The second batch was prepared while the first was written; the third too, or,
+        // if the second did not go in as prepared, on its own.
+        assert_eq!(
+            sim.stats.overlapped + sim.stats.fell_back,
+            2,
+            "{:?}",
+            sim.stats
+        );
+        sim.check_converged().await.unwrap();
+        for w in [Who::Acme, Who::Bolt] {
+            assert_eq!(
+                sim.status(w).await,
+                Some(OutsourceStatus::InProgress),
+                "{w}"
+            );
+            for n in [n1, n2, mine] {
                 assert_eq!(sim.sharing_of(w, n).await, Sharing::Shared, "{w}: {n}");
             }
         }
