@@ -27,10 +27,15 @@ use crate::StoreError;
 /// WAL pages past which a kept writer checkpoints inline after all (SQLite's
 /// `wal_autocheckpoint`): the bound on the WAL when the background checkpoint falls behind.
 pub const BACKSTOP_PAGES: i64 = 4_096;
-/// Least time between two background checkpoints of one file: commits that come faster are
-/// copied together by the next one, so a busy writer's hot pages (the log's last leaf, the
-/// stream table) are written to the database file once per interval, not once per commit.
-pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(10);
+/// A checkpoint runs once the commits since the last one wrote this many bytes of rows (as
+/// their writers count them; the WAL grows by whole pages, about twice that)...
+pub const CHECKPOINT_BYTES: usize = 256 << 10;
+/// ...or this long after the first of them. Commits in between are copied together, so a
+/// writer's hot pages (the log's last leaf, the stream table) reach the database file once
+/// per checkpoint, not once per commit; and a trickle of small commits does not checkpoint
+/// (two fsyncs) after each one: with a checkpoint at most every 10 ms after any commit, the
+/// replication latency's p50 at 1k events/s went from about 3.7 to 4.7-5.7 ms.
+pub const CHECKPOINT_DELAY: Duration = Duration::from_millis(100);
 /// Page cache of the checkpointer's connection, in KiB: a checkpoint copies frames through
 /// a buffer of its own, not the page cache.
 const CACHE_KIB: u32 = 64;
@@ -54,8 +59,10 @@ pub struct CheckpointStats {
 
 #[derive(Default)]
 struct State {
-    /// A commit has happened since the last checkpoint began.
+    /// A commit has happened since the last checkpoint began...
     dirty: bool,
+    /// ...writing this many bytes since.
+    bytes: usize,
     /// The store is gone: the thread ends.
     closed: bool,
     stats: CheckpointStats,
@@ -112,11 +119,14 @@ impl Checkpointer {
         })
     }
 
-    /// Tells the thread that a writer committed.
-    pub(crate) fn committed(&self) {
+    /// Tells the thread that a writer committed, writing about `bytes` of rows.
+    pub(crate) fn committed(&self, bytes: usize) {
         let mut s = self.shared.lock();
         s.stats.commits += 1;
-        if !s.dirty {
+        let was = s.bytes;
+        s.bytes = s.bytes.saturating_add(bytes);
+        // Woken to start its delay, and again once enough is written.
+        if !s.dirty || (was < CHECKPOINT_BYTES && s.bytes >= CHECKPOINT_BYTES) {
             s.dirty = true;
             self.shared.wake.notify_one();
         }
@@ -138,7 +148,8 @@ impl Drop for Checkpointer {
     }
 }
 
-/// The thread: waits for a commit, checkpoints, waits out the interval, until closed.
+/// The thread: waits for a commit, then for `CHECKPOINT_BYTES` more or `CHECKPOINT_DELAY`,
+/// checkpoints, until closed.
 fn run(path: &Path, synchronous: &str, shared: &Shared) {
     let mut conn: Option<Connection> = None;
     loop {
@@ -147,10 +158,25 @@ fn run(path: &Path, synchronous: &str, shared: &Shared) {
             while !s.dirty && !s.closed {
                 s = shared.wake.wait(s).unwrap_or_else(|p| p.into_inner());
             }
+            // Not a wait for anything to happen: commits that come meanwhile are copied
+            // by this checkpoint; closing cuts it short.
+            let until = Instant::now() + CHECKPOINT_DELAY;
+            loop {
+                let now = Instant::now();
+                if s.closed || s.bytes >= CHECKPOINT_BYTES || now >= until {
+                    break;
+                }
+                s = shared
+                    .wake
+                    .wait_timeout(s, until - now)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
             if s.closed {
                 return;
             }
             s.dirty = false;
+            s.bytes = 0;
             s.stats.commits
         };
         let began = Instant::now();
@@ -173,20 +199,6 @@ fn run(path: &Path, synchronous: &str, shared: &Shared) {
                 }
             }
             tracing::trace!(file = %path.display(), us = began.elapsed().as_micros() as u64, last = ?s.stats.last, "WAL checkpoint");
-            // A rate limit, not a wait for anything: commits during it set `dirty` and are
-            // copied by the next checkpoint; closing cuts it short.
-            let until = began + CHECKPOINT_INTERVAL;
-            loop {
-                let now = Instant::now();
-                if s.closed || now >= until {
-                    break;
-                }
-                s = shared
-                    .wake
-                    .wait_timeout(s, until - now)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-            }
         }
     }
 }

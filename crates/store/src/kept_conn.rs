@@ -75,15 +75,16 @@ impl KeptConn {
         joined(self.what, r)
     }
 
-    /// [`KeptConn::with`] for a call that may commit: the background checkpointer is told
-    /// afterwards, whatever the outcome (a call that committed nothing costs at most a
-    /// checkpoint with nothing to copy).
+    /// [`KeptConn::with`] for a call that may commit about `bytes` of rows: the background
+    /// checkpointer is told afterwards, whatever the outcome (a call that committed nothing
+    /// costs at most a checkpoint with nothing to copy).
     pub(crate) async fn with_write<T: Send + 'static>(
         self: &Arc<Self>,
+        bytes: usize,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let r = self.with(f).await;
-        self.checkpoints.committed();
+        self.checkpoints.committed(bytes);
         r
     }
 }

@@ -29,7 +29,7 @@ use ulid::{Ulid, ULID_LEN};
 pub use channel::{
     ChannelEntry, ChannelHead, Inbound, Outgoing, Partner, PartnerState, QuarantineRecord,
 };
-pub use checkpointer::{CheckpointStats, BACKSTOP_PAGES, CHECKPOINT_INTERVAL};
+pub use checkpointer::{CheckpointStats, BACKSTOP_PAGES, CHECKPOINT_BYTES, CHECKPOINT_DELAY};
 pub use error::StoreError;
 pub use postgres::{is_postgres_url, PgStore};
 pub use sqlite::SqliteStore;

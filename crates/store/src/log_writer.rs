@@ -74,8 +74,9 @@ impl LogWriter {
         outgoing: Vec<Outgoing>,
     ) -> Result<Vec<LogEntry>, StoreError> {
         let seen = Arc::clone(&self.head_seen);
+        let bytes = rows_bytes(&batch) + outgoing.iter().map(|o| o.body.len()).sum::<usize>();
         self.conn
-            .with_write(move |c| {
+            .with_write(bytes, move |c| {
                 let head = *seen.lock().unwrap_or_else(|p| p.into_inner());
                 let out = match (head, single(&batch, &outgoing)) {
                     (Some(head), Some((part, entry))) => {
@@ -104,8 +105,9 @@ impl LogWriter {
     ) -> Result<Inbound, StoreError> {
         let (from, to, entry) = (from.to_string(), to.to_string(), entry.clone());
         let seen = Arc::clone(&self.head_seen);
+        let bytes = rows_bytes(&batch) + entry.body.len();
         self.conn
-            .with_write(move |c| {
+            .with_write(bytes, move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let head = channel_in_head(&tx, &from)?;
                 if let Some(refused) = head.refuses(&entry, &from, &to) {
@@ -155,8 +157,9 @@ impl LogWriter {
     ) -> Result<Vec<Inbound>, StoreError> {
         let (from, to) = (from.to_string(), to.to_string());
         let seen = Arc::clone(&self.head_seen);
+        let bytes = items.iter().map(|(_, parts)| rows_bytes(parts)).sum();
         self.conn
-            .with_write(move |c| {
+            .with_write(bytes, move |c| {
                 let started = Instant::now();
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let locked = started.elapsed();
@@ -220,6 +223,18 @@ impl LogWriter {
 
 /// The one part and the one event of a batch that appends a single event and queues
 /// nothing, if it is one.
+/// Bytes a log entry's row and index entries take besides its payload, about.
+const ENTRY_ROW_BYTES: usize = 200;
+
+/// About how many bytes of rows appending `batch` writes (for the checkpointer).
+fn rows_bytes(batch: &[StreamAppend]) -> usize {
+    batch
+        .iter()
+        .flat_map(|p| &p.entries)
+        .map(|e| e.payload.len() + ENTRY_ROW_BYTES)
+        .sum()
+}
+
 fn single<'b>(
     batch: &'b [StreamAppend],
     outgoing: &[Outgoing],

@@ -185,8 +185,19 @@ impl ProjectionConn {
         // The sort is stable: changes to one key keep their order, so the last one wins as
         // before; changes to different keys commute.
         changes.sort_by(|a, b| a.key().cmp(b.key()));
+        let bytes = changes
+            .iter()
+            .map(|c| {
+                c.key().len()
+                    + match c {
+                        DocChange::Put { doc, .. } => doc.len(),
+                        DocChange::Delete { .. } => 0,
+                        DocChange::Append { elements, .. } => elements.len(),
+                    }
+            })
+            .sum();
         self.conn
-            .with_write(move |c| {
+            .with_write(bytes, move |c| {
                 let started = Instant::now();
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let locked = started.elapsed();
