@@ -157,17 +157,7 @@ async fn apply_one(
             _ => None,
         })
         .collect();
-    let mut missing: Vec<TicketId> = Vec::new();
-    for re in events.iter().flatten() {
-        let t = TicketId(re.ticket_ulid());
-        if !run.states.contains_key(&t) && !missing.contains(&t) {
-            missing.push(t);
-        }
-    }
-    if !missing.is_empty() {
-        let states = inst.take_states(&missing).await?;
-        run.states.extend(missing.into_iter().zip(states));
-    }
+    read_states(inst, events.iter().flatten(), &mut run.states).await?;
     for (w, re) in msg.entries.into_iter().zip(events) {
         let entry = ChannelEntry {
             seq: w.seq,
@@ -253,6 +243,28 @@ async fn apply_one(
         head = inst.store.inbound_head(&partner.name).await?;
     }
     *head_slot = Some(head);
+    Ok(())
+}
+
+/// Adds to `states` those of the tickets `events` touch that it does not hold yet, read in
+/// one go: each would otherwise be a store read of its own (a snapshot miss on most
+/// tickets).
+async fn read_states<'e>(
+    inst: &Instance,
+    events: impl IntoIterator<Item = &'e ReplicatedEvent>,
+    states: &mut HashMap<TicketId, (Option<domain::Ticket>, u64)>,
+) -> Result<()> {
+    let mut missing: Vec<TicketId> = Vec::new();
+    for re in events {
+        let t = TicketId(re.ticket_ulid());
+        if !states.contains_key(&t) && !missing.contains(&t) {
+            missing.push(t);
+        }
+    }
+    if !missing.is_empty() {
+        let read = inst.take_states(&missing).await?;
+        states.extend(missing.into_iter().zip(read));
+    }
     Ok(())
 }
 
@@ -847,17 +859,7 @@ pub(crate) async fn prepare_batch(
                 _ => return Ok(None),
             }
         }
-        let mut missing: Vec<TicketId> = Vec::new();
-        for re in &events {
-            let t = TicketId(re.ticket_ulid());
-            if !carry.states.contains_key(&t) && !missing.contains(&t) {
-                missing.push(t);
-            }
-        }
-        if !missing.is_empty() {
-            let states = inst.take_states(&missing).await?;
-            carry.states.extend(missing.into_iter().zip(states));
-        }
+        read_states(inst, &events, &mut carry.states).await?;
         for (w, re) in msg.entries.into_iter().zip(events) {
             let Some(batch) = prepare(inst, partner, Some(re), &mut carry.states).await? else {
                 return Ok(None);

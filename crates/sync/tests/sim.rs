@@ -654,17 +654,23 @@ impl Sim {
         self.deliver_at(from, 0).await
     }
 
+    /// The sender `from` as its receiver knows it.
+    async fn receivers_partner(&self, from: Who) -> Result<ticketsync_store::Partner> {
+        Ok(self
+            .inst(from.other())
+            .store
+            .get_partner(from.name())
+            .await?
+            .expect("the receiver knows its partner"))
+    }
+
     /// Applies one message at the receiver as the daemon does (projections brought up to
     /// date after something was applied); a gap makes the sender publish again from the
     /// missing seq.
     async fn deliver(&mut self, from: Who, raw: Vec<u8>) -> Result<Outcome> {
         let to = from.other();
+        let p = self.receivers_partner(from).await?;
         let inst = self.nodes[to.idx()].inst();
-        let p = inst
-            .store
-            .get_partner(from.name())
-            .await?
-            .expect("the receiver knows its partner");
         // One consumer per channel: a batch in the pipeline settles first.
         let batches = self.pipes[from.idx()].settle(inst).await?;
         self.observe(from, batches).await?;
@@ -683,12 +689,8 @@ impl Sim {
         }
         let batch: Vec<Vec<u8>> = wire.pending.drain(..n).collect();
         let to = from.other();
+        let p = self.receivers_partner(from).await?;
         let inst = self.nodes[to.idx()].inst();
-        let p = inst
-            .store
-            .get_partner(from.name())
-            .await?
-            .expect("the receiver knows its partner");
         let before = self.pipes[from.idx()].is_writing();
         let settled = self.pipes[from.idx()]
             .take(inst, &p, batch, |m| m.as_slice())
