@@ -3,10 +3,11 @@
 //! stays bounded while a writer never stops, and dropping the store ends the threads.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ticketsync_domain::{Event, ItemId};
 use ticketsync_store::{CheckpointStats, DocChange, SqliteStore, Store, BACKSTOP_PAGES};
+use ticketsync_testkit::wait_until;
 use ticketsync_wire::{encode_event, NewEntry, SCHEMA_VERSION};
 use ulid::Ulid;
 
@@ -44,21 +45,18 @@ fn ticket(stream: u128, n: usize, text_bytes: usize) -> ticketsync_store::Stream
     }
 }
 
-/// Waits until `done` holds for both files' stats, or fails after 20 s.
-async fn wait_for(
+/// Waits until `done` holds for both files' stats, or fails after 20 s (the checkpoint
+/// threads are plain threads: a blocking poll does not hold them up).
+fn wait_for(
     store: &SqliteStore,
     what: &str,
     done: impl Fn(&CheckpointStats) -> bool,
 ) -> (CheckpointStats, CheckpointStats) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_until(Duration::from_secs(20), what, || {
         let (db, docs) = store.checkpoint_stats();
-        if done(&db) && done(&docs) {
-            return (db, docs);
-        }
-        assert!(Instant::now() < deadline, "{what}: still {db:?}, {docs:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+        done(&db) && done(&docs)
+    });
+    store.checkpoint_stats()
 }
 
 fn wal_bytes(db: &Path) -> u64 {
@@ -87,8 +85,7 @@ async fn what_was_committed_reaches_the_database_files_without_another_commit() 
         .unwrap();
     let (db, docs) = wait_for(&store, "every commit copied", |s| {
         s.commits > 0 && s.copied == s.commits
-    })
-    .await;
+    });
     assert_eq!(db.commits, 20, "{db:?}");
     assert_eq!(docs.commits, 1, "{docs:?}");
     assert_eq!(db.failures + docs.failures, 0);
@@ -140,7 +137,7 @@ async fn the_wal_stays_bounded_while_a_writer_never_stops() {
         largest <= bound,
         "the WAL reached {largest} bytes, past {bound}"
     );
-    wait_for(&store, "every commit copied", |s| s.copied == s.commits).await;
+    wait_for(&store, "every commit copied", |s| s.copied == s.commits);
 }
 
 /// Threads of this process whose name starts with `prefix` (nextest runs each test in a
@@ -157,19 +154,8 @@ fn threads_named(prefix: &str) -> usize {
 
 /// Waits until `n` threads' names start with `prefix`, or fails after 10 s (a thread names
 /// itself once it runs, and leaves the list just after it is joined).
-async fn wait_threads(prefix: &str, n: usize, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = threads_named(prefix);
-        if found == n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {found} threads, not {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+fn wait_threads(prefix: &str, n: usize, what: &str) {
+    wait_until(Duration::from_secs(10), what, || threads_named(prefix) == n);
 }
 
 #[tokio::test]
@@ -179,11 +165,15 @@ async fn dropping_the_store_ends_its_checkpoint_threads() {
     let store = SqliteStore::create(&path).await.unwrap();
     // The log writer's and the projection connection's, named "ckpt log writer" and
     // "ckpt projection" (Linux keeps 15 bytes of a name).
-    wait_threads("ckpt ", 2, "started").await;
+    wait_threads("ckpt ", 2, "both checkpoint threads started");
     store.append(T0, vec![ticket(1, 10, 100)]).await.unwrap();
     let again = store.clone();
     drop(store);
     assert_eq!(threads_named("ckpt "), 2, "a clone keeps them");
     drop(again);
-    wait_threads("ckpt ", 0, "after the last clone was dropped").await;
+    wait_threads(
+        "ckpt ",
+        0,
+        "no checkpoint thread after the last clone was dropped",
+    );
 }
