@@ -137,7 +137,20 @@ impl Daemon {
         c.wait().expect("reap the daemon");
     }
 
-    /// SIGTERM, then waits (bounded) for the exit; returns the status and the counters line.
+    /// SIGSTOP: the daemon freezes where it is (its connections stay open) until `term`
+    /// continues it, so work can pile up for it meanwhile.
+    pub fn pause(&self) {
+        let pid = self.pid().to_string();
+        let st = Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -STOP {pid} failed");
+    }
+
+    /// SIGTERM (then SIGCONT, for a paused daemon: it wakes with the SIGTERM pending and
+    /// handles it amid the work that piled up), then waits (bounded) for the exit; returns
+    /// the status and the counters line.
     pub fn term(mut self) -> (ExitStatus, Option<SyncStats>, String) {
         let mut child = self.child.take().expect("running");
         let pid = child.id().to_string();
@@ -146,6 +159,9 @@ impl Daemon {
             .status()
             .expect("run kill");
         assert!(st.success(), "kill -TERM {pid} failed");
+        // A running daemon ignores SIGCONT; one that already exited makes this fail, which
+        // is fine.
+        let _ = Command::new("kill").args(["-CONT", &pid]).status();
         let mut status = None;
         let exited = ticketsync_testkit::poll_until(STOP_TIMEOUT, || {
             status = child.try_wait().expect("wait for the daemon");
