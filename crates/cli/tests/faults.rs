@@ -19,7 +19,7 @@ mod two;
 use std::time::{Duration, Instant};
 
 use faults::*;
-use ticketsync_testkit::wait_until;
+use ticketsync_testkit::{poll_until, wait_until};
 use ticketsync_wire::channel::{data_subject, stream_name};
 use two::*;
 
@@ -37,6 +37,10 @@ const SMALL_RUN_EVENTS: usize = 400;
 const SMALL_RUN_TICKETS: usize = 20;
 /// How many entries a paused daemon is let fall behind before it gets SIGTERM.
 const PILE_UP: u64 = 10;
+/// How long the generator may make no progress while a daemon is paused before the pause is
+/// taken for one inside a write transaction, and how often to try again.
+const PAUSE_STALL: Duration = Duration::from_secs(3);
+const PAUSE_TRIES: usize = 5;
 /// How long the generator may take to reach a kill point.
 const GEN_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -75,6 +79,53 @@ fn wait_generated(g: &Generator, n: usize) {
     });
 }
 
+/// SIGSTOPs `d` and waits until the generator has put `PILE_UP` entries (or, once it has
+/// finished, any) between the sender's outbox and the receiver's inbound head; returns how
+/// many. A daemon stopped or killed after this is stopped mid-stream by construction.
+///
+/// A daemon frozen inside a write transaction holds the writer's lock (SQLite's write lock,
+/// PostgreSQL's `log_head` row) and the generator's next command waits for it; when the
+/// generator makes no progress within `PAUSE_STALL`, the daemon is continued until the
+/// generator moves on and frozen again, up to `PAUSE_TRIES` times.
+fn pause_until_behind(d: &Daemon, probe: &Probe, gen: &Generator) -> u64 {
+    let mut pending = 0;
+    let mut behind = || {
+        pending = probe.sent().saturating_sub(probe.received());
+        pending >= PILE_UP || (gen.finished() && pending > 0)
+    };
+    for _ in 0..PAUSE_TRIES {
+        d.pause();
+        loop {
+            let at = gen.count();
+            if poll_until(PAUSE_STALL, &mut behind) {
+                return pending;
+            }
+            assert!(
+                !gen.finished(),
+                "the generator finished with nothing pending for the paused {} daemon",
+                d.name
+            );
+            if gen.count() == at {
+                break;
+            }
+        }
+        d.resume();
+        let at = gen.count();
+        wait_until(
+            GEN_TIMEOUT,
+            &format!(
+                "the generator to go on once the {} daemon runs again",
+                d.name
+            ),
+            || gen.count() > at || gen.finished(),
+        );
+    }
+    panic!(
+        "the generator stalled each of {PAUSE_TRIES} times the {} daemon was paused",
+        d.name
+    );
+}
+
 /// `k` points in `0..n`, spread out: one in each of `k` equal slices, at a random offset.
 fn spread_points(rng: &mut Rng, n: usize, k: usize) -> Vec<usize> {
     let slice = n / (k + 1);
@@ -101,12 +152,11 @@ fn given_thousands_of_partner_events_when_the_receiving_daemon_is_killed_again_a
     let (mut at, mut logs) = (vec![], vec![]);
     for &p in &points {
         wait_generated(&gen, p);
-        let (sent, received) = (probe.sent(), probe.received());
-        if received < sent {
+        let r = receiver.take().expect("running");
+        if pause_until_behind(&r, &probe, &gen) > 0 {
             behind_at_kill += 1;
         }
-        at.push((gen.count(), received, sent));
-        let r = receiver.take().expect("running");
+        at.push((gen.count(), probe.received(), probe.sent()));
         logs.push(r.log_text());
         r.kill9();
         kills += 1;
@@ -359,16 +409,7 @@ fn sigterm_mid_stream(bolt_on_postgres: bool) {
         // Frozen, the daemon falls behind the generator (a receiver has entries published to
         // it and not applied, a sender entries committed and not published), so the SIGTERM
         // lands mid-stream by construction, not by the luck of timing.
-        d.pause();
-        let mut pending = 0;
-        wait_until(
-            GEN_TIMEOUT,
-            &format!("entries to pile up for the paused {name} daemon"),
-            || {
-                pending = probe.sent().saturating_sub(probe.received());
-                pending >= PILE_UP || (gen.finished() && pending > 0)
-            },
-        );
+        let pending = pause_until_behind(&d, &probe, &gen);
         let (status, stats, log) = d.term();
         assert_eq!(
             status.code(),

@@ -148,6 +148,16 @@ impl Daemon {
         assert!(st.success(), "kill -STOP {pid} failed");
     }
 
+    /// SIGCONT: a paused daemon goes on.
+    pub fn resume(&self) {
+        let pid = self.pid().to_string();
+        let st = Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill -CONT {pid} failed");
+    }
+
     /// SIGTERM (then SIGCONT, for a paused daemon: it wakes with the SIGTERM pending and
     /// handles it amid the work that piled up), then waits (bounded) for the exit; returns
     /// the status and the counters line.
