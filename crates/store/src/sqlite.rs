@@ -199,7 +199,8 @@ async fn check_schema(pool: &SqlitePool) -> Result<(), StoreError> {
 }
 
 /// Store schema 6: moves the projection tables of an older database file into its
-/// projections file and drops them from the database file, which then says schema 6.
+/// projections file and drops them from the database file, which then says schema 6 (or
+/// the later number its own migrations, which run first, gave it).
 ///
 /// The two files commit apart (a transaction over attached WAL databases is atomic per
 /// file only), and either order of a crash between them is safe: rows already in the
@@ -233,6 +234,10 @@ async fn move_projections(db: &Path, docs: &Path) -> Result<(), StoreError> {
                 // Generation numbers stay never reused: retired ones already deleted count.
                 "UPDATE p.sqlite_sequence SET seq = MAX(seq, (SELECT seq FROM main.sqlite_sequence \
                  WHERE name = 'projection_generations')) WHERE name = 'projection_generations'",
+                // Store schema 7 (the projections file's migration 0002, which ran before
+                // these rows arrived): the ticket projection was written with 64-line
+                // history chunks, so it comes along retired and starts over from the log.
+                "UPDATE p.projection_generations SET name = NULL WHERE name = 'tickets'",
             ] {
                 sqlx::query(sql).execute(&mut *tx).await?;
             }
@@ -240,7 +245,9 @@ async fn move_projections(db: &Path, docs: &Path) -> Result<(), StoreError> {
         for sql in [
             "DROP TABLE main.projection_docs",
             "DROP TABLE main.projection_generations",
-            "UPDATE main.meta SET value = '6' WHERE key = 'store_schema'",
+            // The database file's migrations ran first and may have moved it further.
+            "UPDATE main.meta SET value = '6' WHERE key = 'store_schema' \
+             AND CAST(value AS INTEGER) < 6",
         ] {
             sqlx::query(sql).execute(&mut *tx).await?;
         }

@@ -1923,7 +1923,7 @@ async fn postgres_a_newer_store_schema_is_refused_and_left_as_it_was() {
         "DO $$ BEGIN \
            IF (SELECT value FROM meta WHERE key = 'store_schema') <> '99' \
              THEN RAISE EXCEPTION 'store_schema changed'; END IF; \
-           IF (SELECT count(*) FROM _sqlx_migrations) <> 6 \
+           IF (SELECT count(*) FROM _sqlx_migrations) <> 7 \
              THEN RAISE EXCEPTION 'migrations changed'; END IF; \
            IF (SELECT count(*) FROM events) <> 6 \
              THEN RAISE EXCEPTION 'events changed'; END IF; \
@@ -2198,3 +2198,40 @@ contract_tests!(
     digest_docs_hashes_each_key_and_document_with_their_lengths_in_key_order,
     meta_values_are_written_and_overwritten,
 );
+
+/// Store schema 7 on PostgreSQL: a database at schema 6 (migration 0007 not applied yet)
+/// retires its ticket projection, written with 64-line history chunks, so that it starts
+/// over from the log; any other projection stays live.
+#[tokio::test]
+async fn postgres_schema_7_retires_the_ticket_projection_and_keeps_the_others() {
+    let db = Db::fresh(Kind::Postgres).await;
+    for name in ["tickets", "counts"] {
+        db.store
+            .commit_projection(
+                name,
+                0,
+                0,
+                vec![DocChange::Put {
+                    key: "k".into(),
+                    doc: b"{}".to_vec(),
+                }],
+            )
+            .await
+            .unwrap();
+    }
+    db.close().await;
+    db.exec_raw(
+        "DELETE FROM _sqlx_migrations WHERE version = 7; \
+         UPDATE meta SET value = '6' WHERE key = 'store_schema'",
+    )
+    .await;
+    let store = db.open_again().await.unwrap();
+    assert_eq!(
+        store.get_meta("store_schema").await.unwrap(),
+        Some(STORE_SCHEMA.to_string())
+    );
+    assert_eq!(store.projection_checkpoint("tickets").await.unwrap(), 0);
+    assert!(store.list_docs("tickets").await.unwrap().is_empty());
+    assert_eq!(store.list_docs("counts").await.unwrap().len(), 1);
+    assert_eq!(store.reclaim_projections(10).await.unwrap(), 1);
+}

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use ticketsync_store::{DocChange, SqliteStore, Store};
+use ticketsync_store::{DocChange, SqliteStore, Store, STORE_SCHEMA};
 
 static ALL: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -23,11 +23,12 @@ async fn new_file(path: &std::path::Path) -> sqlx::SqlitePool {
         .unwrap()
 }
 
-/// The database file says store schema 6 and holds no projection table any more.
+/// The database file says the current store schema (its own migrations ran before the
+/// move, which does not take the number back to 6) and holds no projection table any more.
 async fn assert_moved(store: &SqliteStore) {
     assert_eq!(
-        store.get_meta("store_schema").await.unwrap().as_deref(),
-        Some("6")
+        store.get_meta("store_schema").await.unwrap(),
+        Some(STORE_SCHEMA.to_string())
     );
     let left: Vec<String> = sqlx::query_scalar(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'projection%'",
@@ -70,7 +71,7 @@ async fn documents_written_before_the_rowid_table_read_and_append_the_same_after
         .await
         .unwrap();
         assert!(ddl.contains("WITHOUT ROWID"), "{ddl}");
-        sqlx::query("INSERT INTO projection_generations (name, position) VALUES ('tickets', 7)")
+        sqlx::query("INSERT INTO projection_generations (name, position) VALUES ('counts', 7)")
             .execute(&pool)
             .await
             .unwrap();
@@ -98,9 +99,9 @@ async fn documents_written_before_the_rowid_table_read_and_append_the_same_after
     .await
     .unwrap();
     assert!(!ddl.contains("WITHOUT ROWID"), "{ddl}");
-    assert_eq!(store.projection_checkpoint("tickets").await.unwrap(), 7);
+    assert_eq!(store.projection_checkpoint("counts").await.unwrap(), 7);
     assert_eq!(
-        store.list_docs("tickets").await.unwrap(),
+        store.list_docs("counts").await.unwrap(),
         vec![
             ("a".to_string(), b"1".to_vec()),
             ("h/x".to_string(), big.clone().into_bytes())
@@ -108,7 +109,7 @@ async fn documents_written_before_the_rowid_table_read_and_append_the_same_after
     );
     store
         .commit_projection(
-            "tickets",
+            "counts",
             7,
             8,
             vec![DocChange::Append {
@@ -119,21 +120,25 @@ async fn documents_written_before_the_rowid_table_read_and_append_the_same_after
         .await
         .unwrap();
     let loaded = store
-        .load_docs("tickets", &["h/x".to_string()])
+        .load_docs("counts", &["h/x".to_string()])
         .await
         .unwrap();
     let want = format!("{},\"one more\"]", &big[..big.len() - 1]);
     assert_eq!(loaded["h/x"], want.into_bytes());
 }
 
-/// Creates `path` as store schema 5 left it (migrations 1 to 7), with a live projection in
-/// generation 3 (1 and 2 were used and reclaimed) and a retired one not yet reclaimed.
-async fn schema_5(path: &std::path::Path) {
+/// Creates `path` as store schema 5 left it (migrations 1 to 7), with a live projection
+/// `live` in generation 3 (1 and 2 were used and reclaimed) and a retired one not yet
+/// reclaimed.
+async fn schema_5(path: &std::path::Path, live: &str) {
     let pool = migrated_to(path, 7).await;
+    let generations = format!(
+        "INSERT INTO projection_generations (name, position) VALUES ('{live}', 0), (NULL, 0)"
+    );
     for sql in [
         "INSERT INTO projection_generations (name, position) VALUES ('a', 0), ('b', 0)",
         "DELETE FROM projection_generations",
-        "INSERT INTO projection_generations (name, position) VALUES ('tickets', 0), (NULL, 0)",
+        generations.as_str(),
         "INSERT INTO projection_docs (generation, key, doc) VALUES \
          (3, 't/1', x'7b7d'), (3, 'i/1/a', x'5b5d'), (4, 'old', x'00')",
     ] {
@@ -151,7 +156,7 @@ async fn schema_5(path: &std::path::Path) {
 async fn a_schema_5_database_moves_its_projections_into_the_projections_file_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ticketsync.db");
-    schema_5(&path).await;
+    schema_5(&path, "counts").await;
     let docs_path = SqliteStore::projections_path(&path);
     assert_eq!(docs_path, dir.path().join("ticketsync.projections.db"));
     assert!(!docs_path.exists());
@@ -160,7 +165,7 @@ async fn a_schema_5_database_moves_its_projections_into_the_projections_file_onc
     assert!(docs_path.exists());
     assert_moved(&store).await;
     assert_eq!(
-        store.list_docs("tickets").await.unwrap(),
+        store.list_docs("counts").await.unwrap(),
         vec![
             ("i/1/a".to_string(), b"[]".to_vec()),
             ("t/1".to_string(), b"{}".to_vec())
@@ -191,7 +196,7 @@ async fn a_schema_5_database_moves_its_projections_into_the_projections_file_onc
 
     // Opening again moves nothing and loses nothing.
     let store = SqliteStore::open(&path).await.unwrap();
-    assert_eq!(store.list_docs("tickets").await.unwrap().len(), 2);
+    assert_eq!(store.list_docs("counts").await.unwrap().len(), 2);
     assert_eq!(store.list_docs("billing").await.unwrap().len(), 1);
 }
 
@@ -247,14 +252,14 @@ async fn a_move_interrupted_after_the_copy_finishes_without_copying_again() {
     static PROJECTIONS: Migrator = sqlx::migrate!("./migrations/sqlite-projections");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ticketsync.db");
-    schema_5(&path).await;
+    schema_5(&path, "counts").await;
     {
         let pool = new_file(&SqliteStore::projections_path(&path)).await;
         PROJECTIONS.run(&pool).await.unwrap();
         // What the copy wrote, with one document changed since by a projection commit.
         for sql in [
             "INSERT INTO projection_generations (generation, name, position) \
-             VALUES (3, 'tickets', 0), (4, NULL, 0)",
+             VALUES (3, 'counts', 0), (4, NULL, 0)",
             "INSERT INTO projection_docs (generation, key, doc) VALUES \
              (3, 't/1', x'7b2261223a317d'), (3, 'i/1/a', x'5b5d'), (4, 'old', x'00')",
         ] {
@@ -267,10 +272,67 @@ async fn a_move_interrupted_after_the_copy_finishes_without_copying_again() {
     assert_moved(&store).await;
     // The projections file's rows stand; the database file's older copy was not applied.
     assert_eq!(
-        store.list_docs("tickets").await.unwrap(),
+        store.list_docs("counts").await.unwrap(),
         vec![
             ("i/1/a".to_string(), b"[]".to_vec()),
             ("t/1".to_string(), br#"{"a":1}"#.to_vec())
         ]
     );
+}
+
+/// A schema-5 file's ticket projection was written with 64-line history chunks: it moves
+/// retired, its rows are reclaimed, and the ticket projection starts over from the log.
+#[tokio::test]
+async fn a_schema_5_ticket_projection_moves_retired_and_starts_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ticketsync.db");
+    schema_5(&path, "tickets").await;
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_moved(&store).await;
+    assert_eq!(store.projection_checkpoint("tickets").await.unwrap(), 0);
+    assert!(store.list_docs("tickets").await.unwrap().is_empty());
+    // Its two documents and the retired generation's one.
+    assert_eq!(store.reclaim_projections(10).await.unwrap(), 3);
+}
+
+/// A schema-6 projections file: the ticket projection with 64-line history chunks is
+/// retired by the projections file's migration 0002; any other projection stays live.
+#[tokio::test]
+async fn a_schema_6_ticket_projection_is_retired_and_other_projections_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ticketsync.db");
+    {
+        let store = SqliteStore::create(&path).await.unwrap();
+        drop(store);
+    }
+    {
+        // Back to schema 6: the projections file without its migration 0002, holding a
+        // ticket projection and another one.
+        let pool = new_file(&SqliteStore::projections_path(&path)).await;
+        for sql in [
+            "DELETE FROM _sqlx_migrations WHERE version = 2",
+            "INSERT INTO projection_generations (name, position) VALUES ('tickets', 0), ('counts', 0)",
+            "INSERT INTO projection_docs (generation, key, doc) \
+             SELECT generation, 'k', x'7b7d' FROM projection_generations",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+        let db = new_file(&path).await;
+        for sql in [
+            "DELETE FROM _sqlx_migrations WHERE version = 8",
+            "UPDATE meta SET value = '6' WHERE key = 'store_schema'",
+        ] {
+            sqlx::query(sql).execute(&db).await.unwrap();
+        }
+        db.close().await;
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(
+        store.get_meta("store_schema").await.unwrap(),
+        Some(STORE_SCHEMA.to_string())
+    );
+    assert!(store.list_docs("tickets").await.unwrap().is_empty());
+    assert_eq!(store.list_docs("counts").await.unwrap().len(), 1);
+    assert_eq!(store.reclaim_projections(10).await.unwrap(), 1);
 }
