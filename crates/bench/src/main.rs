@@ -20,7 +20,8 @@ use report::Report;
 #[derive(Parser, Debug)]
 #[command(about = "ticketsync's benchmark: each figure next to its raw baseline")]
 struct Args {
-    /// Sections to run (default all): append, single, history, log, repl.
+    /// Sections to run (default all): append, single, history, log (rebuild and verify, or
+    /// one of them alone: rebuild, verify), repl.
     #[arg(long, env = "BENCH_ONLY", value_delimiter = ',')]
     only: Vec<String>,
     /// Events appended by the batched append figure.
@@ -132,7 +133,11 @@ async fn main() -> Result<()> {
     if wants(&a, "history") {
         report.push(local::command_cost(dir, a.history, a.history_window).await?);
     }
-    if wants(&a, "log") {
+    let (rebuild, verify) = (
+        wants(&a, "log") || wants(&a, "rebuild"),
+        wants(&a, "log") || wants(&a, "verify"),
+    );
+    if rebuild || verify {
         let kept = a.log_dir.clone();
         let log_dir = kept.clone().unwrap_or_else(|| dir.join("log"));
         let inst = if kept.is_some() && log_dir.join(CONFIG_FILE).exists() {
@@ -145,8 +150,12 @@ async fn main() -> Result<()> {
             );
             log::generate(&log_dir, a.log_events).await?
         };
-        report.push(log::rebuild_figure(&inst).await?);
-        report.push(log::verify_figure(&inst).await?);
+        if rebuild {
+            report.push(log::rebuild_figure(&inst).await?);
+        }
+        if verify {
+            report.push(log::verify_figure(&inst).await?);
+        }
         drop(inst);
         if kept.is_none() {
             std::fs::remove_dir_all(&log_dir).context("cannot remove the generated log")?;
