@@ -47,12 +47,8 @@ impl Daemon {
     /// Sends SIGTERM and waits; asserts the daemon exited 0 and printed its counters.
     fn stop(mut self) -> SyncStats {
         let child = self.child.take().expect("running");
-        let pid = child.id().to_string();
-        let st = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(st.success(), "kill -TERM {pid} failed");
+        let pid = child.id();
+        assert!(common::signal(pid, "TERM"), "kill -TERM {pid} failed");
         let out = child.wait_with_output().expect("wait for the daemon");
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         assert_eq!(

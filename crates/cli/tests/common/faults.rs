@@ -28,7 +28,7 @@ use ticketsync_domain::{
 use ticketsync_testkit::wait_until;
 use ulid::Ulid;
 
-use crate::common::{block_on, connect, json_lines};
+use crate::common::{block_on, connect, json_lines, signal};
 use crate::two::{deliver, parse_stats, Site, SyncStats};
 
 /// How long the whole system may take to drain after the faults stop.
@@ -140,22 +140,20 @@ impl Daemon {
     /// SIGSTOP: the daemon freezes where it is (its connections stay open) until `term`
     /// continues it, so work can pile up for it meanwhile.
     pub fn pause(&self) {
-        let pid = self.pid().to_string();
-        let st = Command::new("kill")
-            .args(["-STOP", &pid])
-            .status()
-            .expect("run kill");
-        assert!(st.success(), "kill -STOP {pid} failed");
+        assert!(
+            signal(self.pid(), "STOP"),
+            "kill -STOP {} failed",
+            self.pid()
+        );
     }
 
     /// SIGCONT: a paused daemon goes on.
     pub fn resume(&self) {
-        let pid = self.pid().to_string();
-        let st = Command::new("kill")
-            .args(["-CONT", &pid])
-            .status()
-            .expect("run kill");
-        assert!(st.success(), "kill -CONT {pid} failed");
+        assert!(
+            signal(self.pid(), "CONT"),
+            "kill -CONT {} failed",
+            self.pid()
+        );
     }
 
     /// SIGTERM (then SIGCONT, for a paused daemon: it wakes with the SIGTERM pending and
@@ -163,15 +161,11 @@ impl Daemon {
     /// the status and the counters line.
     pub fn term(mut self) -> (ExitStatus, Option<SyncStats>, String) {
         let mut child = self.child.take().expect("running");
-        let pid = child.id().to_string();
-        let st = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(st.success(), "kill -TERM {pid} failed");
+        let pid = child.id();
+        assert!(signal(pid, "TERM"), "kill -TERM {pid} failed");
         // A running daemon ignores SIGCONT; one that already exited makes this fail, which
         // is fine.
-        let _ = Command::new("kill").args(["-CONT", &pid]).status();
+        signal(pid, "CONT");
         let mut status = None;
         let exited = ticketsync_testkit::poll_until(STOP_TIMEOUT, || {
             status = child.try_wait().expect("wait for the daemon");

@@ -379,3 +379,13 @@ pub fn item<'v>(view: &'v Value, id: &str) -> &'v Value {
         .find(|i| i["id"] == id)
         .unwrap_or_else(|| panic!("no item {id} in {view}"))
 }
+
+/// Sends `signal` (`TERM`, `STOP`, `CONT`, …) to process `pid` with `kill`; false when
+/// `kill` fails (the process has exited, for one).
+pub fn signal(pid: u32, signal: &str) -> bool {
+    std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("run kill")
+        .success()
+}
