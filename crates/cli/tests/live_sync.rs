@@ -289,3 +289,57 @@ fn given_a_running_daemon_when_a_second_one_starts_on_the_same_instance_then_it_
     da.stop();
     db.stop();
 }
+
+#[test]
+fn given_documents_of_a_retired_projection_when_the_daemon_runs_then_it_deletes_them_in_the_background_and_the_live_one_stays(
+) {
+    use ticketsync_store::SqliteStore;
+    use ticketsync_sync::nats::HOUSEKEEPING_RECLAIM;
+    let (_net, acme, bolt) = acme_and_bolt();
+    let id = sent(&acme, &bolt, "Reclaimed");
+    // What a store schema upgrade that retires a projection leaves: a retired generation's
+    // documents, more than one housekeeping round deletes.
+    let retired = i64::from(2 * HOUSEKEEPING_RECLAIM + 1);
+    let docs = SqliteStore::projections_path(&acme.dir.join("ticketsync.db"));
+    let generation: i64 = common::block_on(async {
+        let mut c = common::connect(&docs).await;
+        let g = sqlx::query("INSERT INTO projection_generations (name, position) VALUES (NULL, 0)")
+            .execute(&mut c)
+            .await
+            .expect("a retired generation")
+            .last_insert_rowid();
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2) \
+             INSERT INTO projection_docs (generation, key, doc) \
+             SELECT ?1, 'old/' || i, x'7b7d' FROM n",
+        )
+        .bind(g)
+        .bind(retired)
+        .execute(&mut c)
+        .await
+        .expect("its documents");
+        g
+    });
+    let left = || -> i64 {
+        common::block_on(async {
+            let mut c = common::connect(&docs).await;
+            sqlx::query_scalar("SELECT count(*) FROM projection_docs WHERE generation = ?")
+                .bind(generation)
+                .fetch_one(&mut c)
+                .await
+                .expect("count the retired documents")
+        })
+    };
+    assert_eq!(left(), retired);
+
+    let da = Daemon::start(&acme);
+    wait_until(
+        Duration::from_secs(30),
+        "acme's daemon to delete the retired generation's documents",
+        || left() == 0,
+    );
+    // The live projection is untouched.
+    assert!(acme.has_ticket(&id));
+    assert_eq!(acme.show(&id)["title"], "Reclaimed");
+    da.stop();
+}

@@ -513,6 +513,16 @@ impl Store for SqliteStore {
     }
 
     async fn reclaim_projections(&self, limit: u32) -> Result<u64, StoreError> {
+        // Nothing retired is the usual case (the sync daemon asks every housekeeping round):
+        // answered by a read, without taking the write lock the projection commits need.
+        let retired: Option<i64> = sqlx::query_scalar(
+            "SELECT generation FROM projection_generations WHERE name IS NULL LIMIT 1",
+        )
+        .fetch_optional(&self.docs_pool)
+        .await?;
+        if retired.is_none() {
+            return Ok(0);
+        }
         let mut tx = self.docs_pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut deleted = 0;
         while deleted < u64::from(limit) {

@@ -208,6 +208,16 @@ pub async fn run(
             Ok(false) => {}
             Err(e) => tracing::warn!("housekeeping (respond-by deadlines, invoices) failed: {e:#}"),
         }
+        match shared
+            .inst
+            .store
+            .reclaim_projections(HOUSEKEEPING_RECLAIM)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(documents = n, "deleted documents of retired projections"),
+            Err(e) => tracing::warn!("deleting documents of retired projections failed: {e:#}"),
+        }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(HOUSEKEEPING_INTERVAL) => {}
@@ -231,6 +241,13 @@ pub struct OfferWatch {
     cursor: u64,
     candidates: std::collections::BTreeSet<ticketsync_domain::TicketId>,
 }
+
+/// Documents of retired projection generations (left by a store schema upgrade that changed
+/// a projection's layout, or by projections found ahead of a restored log) that each
+/// housekeeping round deletes: about 10k a second, in transactions short enough that the
+/// projection commits between them are not held up for long. `ticketsync rebuild` deletes
+/// them all at once.
+pub const HOUSEKEEPING_RECLAIM: u32 = 5_000;
 
 /// Ticket heads housekeeping reads together.
 pub const HOUSEKEEPING_PAGE: usize = 200;
