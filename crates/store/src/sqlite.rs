@@ -37,6 +37,9 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// since projections have a file of their own no other connection's commits empty this
 /// cache, so in the sync daemon it fills, and 4 MiB raised the daemon's peak RSS.
 pub const PROJECTION_CACHE_KIB: u32 = 2 * 1024;
+/// Any one retired projection generation, for `reclaim_projections`.
+const A_RETIRED_GENERATION: &str =
+    "SELECT generation FROM projection_generations WHERE name IS NULL LIMIT 1";
 /// Connections kept by one process (SQLite serializes writers anyway).
 pub const MAX_CONNECTIONS: u32 = 4;
 /// Rows a query's worker may read ahead of the caller.
@@ -515,22 +518,18 @@ impl Store for SqliteStore {
     async fn reclaim_projections(&self, limit: u32) -> Result<u64, StoreError> {
         // Nothing retired is the usual case (the sync daemon asks every housekeeping round):
         // answered by a read, without taking the write lock the projection commits need.
-        let retired: Option<i64> = sqlx::query_scalar(
-            "SELECT generation FROM projection_generations WHERE name IS NULL LIMIT 1",
-        )
-        .fetch_optional(&self.docs_pool)
-        .await?;
+        let retired: Option<i64> = sqlx::query_scalar(A_RETIRED_GENERATION)
+            .fetch_optional(&self.docs_pool)
+            .await?;
         if retired.is_none() {
             return Ok(0);
         }
         let mut tx = self.docs_pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut deleted = 0;
         while deleted < u64::from(limit) {
-            let Some(generation): Option<i64> = sqlx::query_scalar(
-                "SELECT generation FROM projection_generations WHERE name IS NULL LIMIT 1",
-            )
-            .fetch_optional(&mut *tx)
-            .await?
+            let Some(generation): Option<i64> = sqlx::query_scalar(A_RETIRED_GENERATION)
+                .fetch_optional(&mut *tx)
+                .await?
             else {
                 break;
             };
