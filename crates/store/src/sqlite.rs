@@ -42,6 +42,14 @@ const A_RETIRED_GENERATION: &str =
     "SELECT generation FROM projection_generations WHERE name IS NULL LIMIT 1";
 /// Connections kept by one process (SQLite serializes writers anyway).
 pub const MAX_CONNECTIONS: u32 = 4;
+/// Page cache of each connection in the sqlx pools (SQLite's `cache_size`; negative: KiB).
+/// Their reads are short (metadata, markers, checkpoints, a page of documents), the log,
+/// the streams and projection commits go through connections of their own, and a
+/// connection's cache is emptied anyway whenever another one writes its file. SQLite's
+/// default, 2,000 KiB each, let the seven pooled connections hold up to 14 MiB: over 1M
+/// replicated events the applying daemon's peak RSS was 59.0-63.1 MiB with it and
+/// 54.0-56.3 with 256 KiB (three same-hour pairs), at the same speed.
+const POOL_CACHE_KIB: &str = "-256";
 /// Rows a query's worker may read ahead of the caller.
 pub const ROW_CHANNEL: usize = 1_024;
 
@@ -119,6 +127,7 @@ impl SqliteStore {
             // a long read (a whole stream, a projection's documents) hands over between
             // threads every few rows. (The log itself is read by `log_reader`.)
             .row_buffer_size(ROW_CHANNEL)
+            .pragma("cache_size", POOL_CACHE_KIB)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
@@ -141,7 +150,8 @@ impl SqliteStore {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(BUSY_TIMEOUT)
-                .row_buffer_size(ROW_CHANNEL);
+                .row_buffer_size(ROW_CHANNEL)
+                .pragma("cache_size", POOL_CACHE_KIB);
         let docs_pool = SqlitePoolOptions::new()
             .max_connections(DOCS_CONNECTIONS)
             .connect_with(docs_opts)
