@@ -333,37 +333,21 @@ impl Link {
     /// Recomputes status, terms and acceptance from the transitions: sorted by
     /// `(seq, side)`, lead first, each applied only if allowed at that point.
     pub fn resolve(&mut self) {
-        let mut order: Vec<usize> = (0..self.transitions.len()).collect();
-        order.sort_by_key(|&i| (self.transitions[i].seq, self.transitions[i].side));
-        let mut status = OutsourceStatus::Unsent;
+        let all: Vec<&TransitionRecord> = self.transitions.iter().collect();
         let mut terms: Vec<Terms> = vec![];
         let mut accepted = None;
         let mut organization = None;
         let mut effective = vec![false; self.transitions.len()];
-        for i in order {
-            let t = &self.transitions[i];
-            // The first transition (Send, or the draft's implicit start) may bring terms.
-            let Some(next) =
-                t.mv.target(status)
-                    .filter(|_| t.mv.owner().is_none_or(|o| o == t.side))
-            else {
-                continue;
-            };
+        let status = walk(&all, |i, t, versions| {
             if t.mv == Move::Accept {
-                // Acceptance binds the latest version; an accept of an older one is stale.
-                let latest = terms.len() as u32;
-                if t.accepts_version.is_some_and(|v| v != latest) {
-                    continue;
-                }
-                accepted = Some(latest);
+                accepted = Some(versions);
                 organization = t.organization.clone();
             }
             if let Some(tm) = &t.terms {
                 terms.push(tm.clone());
             }
-            status = next;
             effective[i] = true;
-        }
+        });
         self.status = status;
         self.terms = terms;
         self.accepted_version = accepted;
@@ -373,18 +357,49 @@ impl Link {
 
     /// The status the link had given only the transitions with `seq < known`, i.e. what
     /// an author who knew `known` transitions would, at best, have seen; used to decide
-    /// whether an item authored then was shared.
+    /// whether an item authored then was shared. Folding a ticket asks this for every item
+    /// event, so it walks borrowed transitions rather than resolving a copy of the link.
     pub fn status_with_known(&self, known: u32) -> OutsourceStatus {
-        let mut prefix = Link::new(self.id, self.lead.clone(), self.partner.clone());
-        prefix.transitions = self
-            .transitions
-            .iter()
-            .filter(|t| t.seq < known)
-            .cloned()
-            .collect();
-        prefix.resolve();
-        prefix.status
+        let prefix: Vec<&TransitionRecord> =
+            self.transitions.iter().filter(|t| t.seq < known).collect();
+        walk(&prefix, |_, _, _| {})
     }
+}
+
+/// The resolution rule: walks `transitions` sorted by `(seq, side)`, lead first (a stable
+/// sort, so equal keys keep their order), skipping each one not allowed at that point
+/// (a move the status does not take, a move owned by the other side, an acceptance of a
+/// terms version other than the latest), and calls `effective(index, transition,
+/// versions)` for each one applied, `versions` being the terms versions brought before
+/// it. Returns the status reached.
+fn walk<'a>(
+    transitions: &[&'a TransitionRecord],
+    mut effective: impl FnMut(usize, &'a TransitionRecord, u32),
+) -> OutsourceStatus {
+    let mut order: Vec<usize> = (0..transitions.len()).collect();
+    order.sort_by_key(|&i| (transitions[i].seq, transitions[i].side));
+    let mut status = OutsourceStatus::Unsent;
+    let mut versions = 0u32;
+    for i in order {
+        let t = transitions[i];
+        // The first transition (Send, or the draft's implicit start) may bring terms.
+        let Some(next) =
+            t.mv.target(status)
+                .filter(|_| t.mv.owner().is_none_or(|o| o == t.side))
+        else {
+            continue;
+        };
+        // Acceptance binds the latest version; an accept of an older one is stale.
+        if t.mv == Move::Accept && t.accepts_version.is_some_and(|v| v != versions) {
+            continue;
+        }
+        effective(i, t, versions);
+        if t.terms.is_some() {
+            versions += 1;
+        }
+        status = next;
+    }
+    status
 }
 
 /// How an item stands towards the partner of the ticket's link.

@@ -55,6 +55,31 @@ fn resolved(l: &Link) -> BTreeSet<(String, bool)> {
         .collect()
 }
 
+/// `Link::status_with_known(k)` (which walks borrowed transitions) is, by definition, the
+/// status of a copy of the link holding only the transitions with `seq < k`, resolved:
+/// checked for every `k` from 0 to one past the largest seq.
+fn status_with_known_is_the_prefix_resolved(l: &Link) -> Result<(), TestCaseError> {
+    let top = l.transitions.iter().map(|t| t.seq).max().unwrap_or(0);
+    for known in 0..=top + 1 {
+        let mut prefix = Link::new(l.id, l.lead.clone(), l.partner.clone());
+        prefix.transitions = l
+            .transitions
+            .iter()
+            .filter(|t| t.seq < known)
+            .cloned()
+            .collect();
+        prefix.resolve();
+        prop_assert_eq!(
+            l.status_with_known(known),
+            prefix.status,
+            "link {} knowing {} transitions",
+            l.id,
+            known
+        );
+    }
+    Ok(())
+}
+
 /// Both instances hold the same links, resolved the same way.
 #[track_caller]
 fn assert_same_links(net: &Net) {
@@ -635,6 +660,9 @@ fn run(ops: &[Op]) -> Result<Seen, TestCaseError> {
         prop_assert_eq!(x.accepted_version, y.accepted_version);
         prop_assert_eq!(&x.organization, &y.organization);
         prop_assert_eq!(resolved(x), resolved(y));
+        for l in [x, y] {
+            status_with_known_is_the_prefix_resolved(l)?;
+        }
         seen.statuses.insert(x.status);
         seen.superseded += x.effective.iter().filter(|e| !**e).count();
         seen.accepted_versions.extend(x.accepted_version);
