@@ -26,6 +26,8 @@ use crate::report::{quantile, rate, Baseline, Figure};
 
 /// Publishes awaiting their ack in the raw baseline: the relay's own window.
 const RAW_WINDOW: usize = ticketsync_sync::nats::MAX_INFLIGHT_PUBLISHES;
+/// Runs of the raw publish baseline; the best is the baseline.
+const RAW_RUNS: usize = 3;
 /// Notes per ticket per append batch while generating the replicated load.
 const NOTES_PER_TICKET_BATCH: usize = 20;
 /// Tickets per append batch while generating.
@@ -475,10 +477,23 @@ impl CpuSample {
 pub async fn run(pair: &Pair, o: &ReplOptions, logs: &Path) -> Result<Vec<Figure>> {
     let size = single_event_message_bytes(pair).await?;
     eprintln!(
-        "   raw JetStream publish with acks: {} x {size} bytes",
+        "   raw JetStream publish with acks: {RAW_RUNS} runs of {} x {size} bytes",
         o.raw_msgs
     );
-    let raw = raw_publish(&pair.url, o.raw_msgs, size).await?;
+    // The best of several runs: one run alone swung between 60k and 120k msgs/s from one
+    // bench run to the next on the same machine within an hour, and three back to back
+    // gave 72k, 80k and 87k. The ratio is taken against the best, which the broker
+    // evidently can do.
+    let mut raws = Vec::with_capacity(RAW_RUNS);
+    for _ in 0..RAW_RUNS {
+        raws.push(raw_publish(&pair.url, o.raw_msgs, size).await?);
+    }
+    let raw = raws.iter().copied().fold(0.0, f64::max);
+    let raw_runs = raws
+        .iter()
+        .map(|r| format!("{r:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     eprintln!(
         "   raw JetStream publish-to-receive at {}/s for {} s",
         o.latency_rate, o.latency_secs
@@ -516,7 +531,9 @@ pub async fn run(pair: &Pair, o: &ReplOptions, logs: &Path) -> Result<Vec<Figure
         value: ours,
         unit: "events/s".into(),
         baselines: vec![Baseline {
-            name: format!("raw JetStream publish with acks, {size}-byte messages"),
+            name: format!(
+                "raw JetStream publish with acks, {size}-byte messages (best of {raw_runs} msgs/s)"
+            ),
             value: raw,
             unit: "msgs/s".into(),
         }],
