@@ -1,7 +1,8 @@
 //! The ticket projection: each ticket's current state, items and history as JSON
-//! documents (a head, one per item, history in chunks), plus the instance's ticket numbers.
+//! documents (a head, one per item), plus the instance's ticket numbers; a ticket's history
+//! is read from its stream in the log.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -333,22 +334,10 @@ fn summary(ev: &Event) -> String {
     }
 }
 
-/// History lines per stored chunk: a ticket's history is kept in chunks of this many lines
-/// (an event appends its line to one chunk; reading one ticket reads its chunks).
-///
-/// Appending a line rewrites the chunk's whole row. At 64 lines (store schemas up to 6) a
-/// chunk grew to about 14 KB and an event applied alone to a long ticket rewrote half of
-/// that on average: replicating 1M events over 10k tickets, the applying daemon used 49-57
-/// CPU seconds with 64, 44 with 16. Smaller still costs the rebuild, which writes each
-/// ticket's lines of a batch at once: one line per row took the 1M-event rebuild from 82k
-/// to 56k events/s; 16 left it at 82k. Changing it changes the stored layout: a store
-/// schema migration retires the projection so that it is computed again.
-pub const HISTORY_CHUNK: u64 = 16;
-
 /// Where each part of a ticket is stored: the head (the view without items and history)
-/// under `t/{ticket}`, each item under `i/{ticket}/{item}`, history lines in chunks under
-/// `h/{ticket}/{chunk}` (the chunk taken from the stream version), and `#n/{number}` naming
-/// the ticket with that number. Each kind has its own prefix, so the heads alone (a ticket
+/// under `t/{ticket}`, each item under `i/{ticket}/{item}`, and `#n/{number}` naming the
+/// ticket with that number. The history is not stored: it is the ticket's stream, read
+/// from the log (`history`). Each kind has its own prefix, so the heads alone (a ticket
 /// list) or one ticket's items are one key-range scan; ticket ids are ULIDs, so no ticket's
 /// prefix is a prefix of another's.
 fn head_key(ticket: &str) -> String {
@@ -363,29 +352,18 @@ fn items_prefix(ticket: &str) -> String {
     format!("i/{ticket}/")
 }
 
-fn history_key(ticket: &str, chunk: u64) -> String {
-    format!("h/{ticket}/{chunk:010}")
-}
-
-fn history_prefix(ticket: &str) -> String {
-    format!("h/{ticket}/")
-}
-
 const HEADS_PREFIX: &str = "t/";
+/// Tickets whose streams `list` reads in one round trip.
+const LIST_STREAMS: usize = 64;
 
 fn number_key(number: u64) -> String {
     format!("#n/{number:012}")
-}
-
-fn chunk_of(version: u64) -> u64 {
-    version.saturating_sub(1) / HISTORY_CHUNK
 }
 
 /// What a stored key holds.
 enum DocKind<'a> {
     Head(&'a str),
     Item(&'a str),
-    Chunk(&'a str, u64),
     Other,
 }
 
@@ -393,11 +371,8 @@ fn classify(key: &str) -> DocKind<'_> {
     if let Some(t) = key.strip_prefix(HEADS_PREFIX) {
         return DocKind::Head(t);
     }
-    if let Some((t, _)) = key.strip_prefix("i/").and_then(|r| r.split_once('/')) {
-        return DocKind::Item(t);
-    }
-    match key.strip_prefix("h/").and_then(|r| r.split_once('/')) {
-        Some((t, n)) => n.parse().map_or(DocKind::Other, |n| DocKind::Chunk(t, n)),
+    match key.strip_prefix("i/").and_then(|r| r.split_once('/')) {
+        Some((t, _)) => DocKind::Item(t),
         None => DocKind::Other,
     }
 }
@@ -414,7 +389,6 @@ struct StoredItem {
 struct Raw {
     head: Option<Vec<u8>>,
     items: Vec<(String, Vec<u8>)>,
-    chunks: Vec<(u64, Vec<u8>)>,
 }
 
 /// Sorts loaded documents by ticket.
@@ -424,65 +398,18 @@ fn group(docs: impl IntoIterator<Item = (String, Vec<u8>)>) -> HashMap<String, R
         match classify(&key) {
             DocKind::Head(t) => out.entry(t.to_string()).or_default().head = Some(doc),
             DocKind::Item(t) => out.entry(t.to_string()).or_default().items.push((key, doc)),
-            DocKind::Chunk(t, n) => out.entry(t.to_string()).or_default().chunks.push((n, doc)),
             DocKind::Other => {}
         }
     }
     out
 }
 
-/// One history chunk: as stored (when read whole), and the lines appended to it while
-/// entries are applied. Applying only ever appends history, so it never reads a chunk:
-/// the new lines go to the store as a `DocChange::Append`, spliced into the stored array
-/// there.
-#[derive(Clone, Debug, Default)]
-struct HistoryChunk {
-    stored: Option<Vec<u8>>,
-    added: Vec<HistoryView>,
-}
-
-impl HistoryChunk {
-    fn loaded(doc: Vec<u8>) -> Self {
-        HistoryChunk {
-            stored: Some(doc),
-            added: Vec::new(),
-        }
-    }
-
-    /// Every line: the stored ones, parsed, then those added.
-    fn lines(self, key: &str) -> Result<Vec<HistoryView>, ProjectionError> {
-        let mut lines: Vec<HistoryView> = match &self.stored {
-            Some(doc) => parse_doc(key, doc)?,
-            None => Vec::new(),
-        };
-        lines.extend(self.added);
-        Ok(lines)
-    }
-
-    /// The added lines as array elements: each serialized, separated by commas.
-    fn elements(&self, key: &str) -> Result<Vec<u8>, ProjectionError> {
-        let mut out = Vec::with_capacity(self.added.len() * 256);
-        for (i, line) in self.added.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            serde_json::to_writer(&mut out, line).map_err(|e| ProjectionError::BadDoc {
-                key: key.to_string(),
-                reason: e.to_string(),
-            })?;
-        }
-        Ok(out)
-    }
-}
-
 /// One ticket's documents in memory while entries are applied: the head (the view with
-/// empty items and history), the items loaded or added, the history chunks appended to,
-/// and which items changed (a chunk changed when lines were added to it).
+/// empty items and history), the items loaded or added, and which items changed.
 #[derive(Clone, Debug)]
 struct Working {
     head: TicketView,
     items: HashMap<String, StoredItem>,
-    chunks: BTreeMap<u64, HistoryChunk>,
     dirty_items: BTreeSet<String>,
 }
 
@@ -491,7 +418,6 @@ impl Working {
         Working {
             head,
             items: HashMap::new(),
-            chunks: BTreeMap::new(),
             dirty_items: BTreeSet::new(),
         }
     }
@@ -506,22 +432,17 @@ impl Working {
             let s: StoredItem = parse_doc(&key, &doc)?;
             w.items.insert(s.item.id.clone(), s);
         }
-        for (n, doc) in raw.chunks {
-            w.chunks.insert(n, HistoryChunk::loaded(doc));
-        }
         Ok(Some(w))
     }
 
-    /// The whole view: items in the order added, history in log order.
-    fn into_view(self) -> Result<TicketView, ProjectionError> {
+    /// The whole view: items in the order added, and the ticket's `history` (in log order).
+    fn into_view(self, history: Vec<HistoryView>) -> TicketView {
         let mut v = self.head;
         let mut items: Vec<StoredItem> = self.items.into_values().collect();
         items.sort_by_key(|s| s.added);
         v.items = items.into_iter().map(|s| s.item).collect();
-        for (n, chunk) in self.chunks {
-            v.history.extend(chunk.lines(&history_key(&v.id, n))?);
-        }
-        Ok(v)
+        v.history = history;
+        v
     }
 
     /// The documents that changed.
@@ -539,14 +460,6 @@ impl Working {
                     key,
                 });
             }
-        }
-        // A chunk changed when lines were added to it.
-        for (n, chunk) in self.chunks.iter().filter(|(_, c)| !c.added.is_empty()) {
-            let key = history_key(ticket, *n);
-            out.push(DocChange::Append {
-                elements: chunk.elements(&key)?,
-                key,
-            });
         }
         Ok(())
     }
@@ -639,7 +552,6 @@ fn apply_to(
     let Working {
         head: v,
         items,
-        chunks,
         dirty_items,
     } = &mut w;
     let mut links = to_domain(&v.links)?;
@@ -820,18 +732,36 @@ fn apply_to(
     }
     v.version = e.version;
     v.position = e.position;
-    v.updated_at = at.clone();
-    let chunk = chunk_of(e.version);
-    chunks.entry(chunk).or_default().added.push(HistoryView {
+    v.updated_at = at;
+    Ok(Some(w))
+}
+
+/// The history line of one entry of a ticket's stream.
+fn history_line(e: &LogEntry, ev: &Event) -> HistoryView {
+    HistoryView {
         position: e.position,
         version: e.version,
         event_id: e.event_id.to_string(),
-        at,
+        at: rfc3339_ms(e.occurred_at),
         actor: actor(e),
         event_type: e.event_type.clone(),
         summary: summary(ev),
-    });
-    Ok(Some(w))
+    }
+}
+
+/// The history lines of a ticket's stream `entries` (in version order): one per entry from
+/// its creation on, as the projection applies them (an entry before the ticket exists
+/// changes nothing, so it has no line).
+fn history_of(entries: &[LogEntry]) -> Result<Vec<HistoryView>, ProjectionError> {
+    let mut lines = Vec::with_capacity(entries.len());
+    for e in entries {
+        let ev = decode(e)?;
+        if lines.is_empty() && !matches!(ev, Event::TicketCreated { .. }) {
+            continue;
+        }
+        lines.push(history_line(e, &ev));
+    }
+    Ok(lines)
 }
 
 fn note_change(i: &mut ItemView, editor: &InstanceId, link_seq: u32) {
@@ -863,9 +793,11 @@ fn to_doc<T: Serialize>(key: &str, v: &T) -> Result<Vec<u8>, ProjectionError> {
     })
 }
 
-/// Keeps each ticket as a head document, one document per item and its history in chunks
-/// (see `head_key`), so applying an event reads and writes a bounded amount whatever the
-/// ticket's length; plus the `#numbers` counters and a `#n/{number}` index.
+/// Keeps each ticket as a head document and one document per item (see `head_key`), so
+/// applying an event reads and writes a bounded amount whatever the ticket's length; plus
+/// the `#numbers` counters and a `#n/{number}` index. A ticket's history is not copied into
+/// documents: each line is a function of one entry of the ticket's stream, so reading a
+/// ticket reads its stream from the log up to the head's position (`get`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TicketProjection;
 
@@ -992,17 +924,18 @@ impl TicketProjection {
                 .list_docs_prefix(TICKETS, &items_prefix(&ticket))
                 .await?,
         );
-        docs.extend(
-            store
-                .list_docs_prefix(TICKETS, &history_prefix(&ticket))
-                .await?,
-        );
-        match group(docs).remove(&ticket) {
-            Some(raw) => Working::parse(&ticket, raw)?
-                .map(Working::into_view)
-                .transpose(),
-            None => Ok(None),
-        }
+        let Some(w) = group(docs)
+            .remove(&ticket)
+            .map(|raw| Working::parse(&ticket, raw))
+            .transpose()?
+            .flatten()
+        else {
+            return Ok(None);
+        };
+        // The stream up to the event the head was computed from: the history matches the
+        // head and items even while the projection is behind the log.
+        let entries = store.read_stream(id, Some(w.head.position)).await?;
+        Ok(Some(w.into_view(history_of(&entries)?)))
     }
 
     /// One ticket's view without its items and history (`items` and `history` are empty):
@@ -1053,10 +986,26 @@ impl TicketProjection {
 
     /// Every ticket with its items and history, ordered by number. Holds them all at once.
     pub async fn list(store: &dyn Store) -> Result<Vec<TicketView>, ProjectionError> {
-        let mut out = Vec::new();
+        let mut work = Vec::new();
         for (key, raw) in group(store.list_docs(TICKETS).await?) {
             if let Some(w) = Working::parse(&key, raw)? {
-                out.push(w.into_view()?);
+                let id = key.parse::<Ulid>().map_err(|_| ProjectionError::BadDoc {
+                    key: head_key(&key),
+                    reason: "not a ticket id".into(),
+                })?;
+                work.push((id, w));
+            }
+        }
+        let mut out = Vec::with_capacity(work.len());
+        // The streams are read a group at a time: one round trip per group, not per ticket.
+        let mut work = work.into_iter().peekable();
+        while work.peek().is_some() {
+            let group: Vec<(Ulid, Working)> = work.by_ref().take(LIST_STREAMS).collect();
+            let asked: Vec<(Ulid, u64)> = group.iter().map(|(id, _)| (*id, 0)).collect();
+            let streams = store.read_streams_after(&asked).await?;
+            for ((_, w), mut entries) in group.into_iter().zip(streams) {
+                entries.retain(|e| e.position <= w.head.position);
+                out.push(w.into_view(history_of(&entries)?));
             }
         }
         out.sort_by_key(|t| t.number);
@@ -1083,95 +1032,111 @@ pub async fn ticket_as_of(
     position: u64,
     number: u64,
 ) -> Result<Option<TicketView>, ProjectionError> {
+    let entries = store.read_stream(id, Some(position)).await?;
     let mut work = None;
-    for e in store.read_stream(id, Some(position)).await? {
-        work = apply_to(work, number, &e, &decode(&e)?)?;
+    for e in &entries {
+        work = apply_to(work, number, e, &decode(e)?)?;
     }
-    work.map(Working::into_view).transpose()
+    match work {
+        Some(w) => Ok(Some(w.into_view(history_of(&entries)?))),
+        None => Ok(None),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
+    use ticketsync_wire::{encode_event, SCHEMA_VERSION};
 
-    fn line(version: u64, summary: String) -> HistoryView {
-        HistoryView {
+    fn entry(version: u64, ev: &Event) -> LogEntry {
+        LogEntry {
             position: version * 3,
-            version,
-            event_id: Ulid::from_parts(version, 7).to_string(),
-            at: "2026-12-06T10:00:00.000Z".into(),
-            actor: ActorView {
-                instance: "acme".into(),
-                user: "ana \"the lead\"".into(),
-            },
-            event_type: "NoteAdded".into(),
-            summary,
-        }
-    }
-
-    proptest! {
-        /// The elements of added lines, in brackets, are the bytes serializing the lines
-        /// gives; read back as a stored chunk they are those lines, then any added after.
-        #[test]
-        fn added_lines_are_their_serialized_array_without_brackets(
-            summaries in proptest::collection::vec(".{0,40}", 1..12),
-            more in proptest::collection::vec(".{0,10}", 0..3),
-        ) {
-            let all: Vec<HistoryView> = summaries
-                .into_iter()
-                .enumerate()
-                .map(|(i, s)| line(i as u64 + 1, s))
-                .collect();
-            let chunk = HistoryChunk { stored: None, added: all.clone() };
-            let mut doc = b"[".to_vec();
-            doc.extend(chunk.elements("h").unwrap());
-            doc.push(b']');
-            prop_assert_eq!(&doc, &serde_json::to_vec(&all).unwrap());
-            let extra: Vec<HistoryView> = more
-                .into_iter()
-                .enumerate()
-                .map(|(i, s)| line(all.len() as u64 + i as u64 + 1, s))
-                .collect();
-            let mut back = HistoryChunk::loaded(doc);
-            back.added.extend(extra.iter().cloned());
-            let mut want = all;
-            want.extend(extra);
-            prop_assert_eq!(back.lines("h").unwrap(), want);
-        }
-    }
-
-    #[test]
-    fn an_unreadable_stored_chunk_is_named_when_read() {
-        let err = HistoryChunk::loaded(b"[1,".to_vec())
-            .lines("h/x/0000000000")
-            .unwrap_err();
-        assert!(
-            matches!(&err, ProjectionError::BadDoc { key, .. } if key == "h/x/0000000000"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn applying_never_reads_history_chunks() {
-        let e = LogEntry {
-            position: 1,
-            event_id: Ulid::from_parts(1, 1),
+            event_id: Ulid::from_parts(version, 1),
             stream_id: Ulid::from_parts(1, 2),
-            version: 1,
-            schema_version: ticketsync_wire::SCHEMA_VERSION,
-            event_type: "TicketCreated".into(),
-            occurred_at: 0,
+            version,
+            schema_version: SCHEMA_VERSION,
+            event_type: ev.type_name().into(),
+            occurred_at: 1_765_000_000_000 + version as i64,
             recorded_at: 0,
             actor_instance: "acme".into(),
             actor_user: "ana".into(),
             link_seq: 0,
-            payload: vec![],
+            payload: encode_event(ev).unwrap(),
             prev_hash: [0; 32],
             hash: [0; 32],
-        };
-        let keys = TicketProjection.keys(&[e]);
+        }
+    }
+
+    fn created() -> Event {
+        Event::TicketCreated {
+            title: "Printer".into(),
+            description: String::new(),
+            customer: None,
+            status: "New".into(),
+        }
+    }
+
+    fn status(to: &str) -> Event {
+        Event::StatusChanged {
+            from: "New".into(),
+            to: to.into(),
+        }
+    }
+
+    #[test]
+    fn history_has_one_line_per_entry_from_the_creation_on() {
+        let entries = vec![
+            entry(1, &status("Open")),
+            entry(2, &created()),
+            entry(3, &status("In Progress")),
+        ];
+        let lines = history_of(&entries).unwrap();
+        let got: Vec<(u64, u64, &str, &str)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l.version,
+                    l.position,
+                    l.event_type.as_str(),
+                    l.summary.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (2, 6, "ticket_created", "created \"Printer\" as New"),
+                (3, 9, "status_changed", "status New -> In Progress"),
+            ]
+        );
+        assert_eq!(lines[1].at, rfc3339_ms(entries[2].occurred_at));
+        assert_eq!(lines[1].event_id, entries[2].event_id.to_string());
+        assert_eq!(lines[1].actor, actor(&entries[2]));
+    }
+
+    #[test]
+    fn an_undecodable_entry_fails_the_history() {
+        let mut bad = entry(2, &status("Open"));
+        bad.payload = vec![0xff; 3];
+        assert!(history_of(&[entry(1, &created()), bad]).is_err());
+    }
+
+    #[test]
+    fn applying_keeps_no_history_in_documents() {
+        let e = entry(1, &created());
+        let keys = TicketProjection.keys(std::slice::from_ref(&e));
         assert!(keys.iter().all(|k| !k.starts_with("h/")), "{keys:?}");
-        assert!(keys.contains(&head_key(&Ulid::from_parts(1, 2).to_string())));
+        assert!(keys.contains(&head_key(&e.stream_id.to_string())));
+        let changes = TicketProjection.apply(HashMap::new(), &[e]).unwrap();
+        let head = changes
+            .iter()
+            .find_map(|c| match c {
+                DocChange::Put { key, doc } if key.starts_with("t/") => Some(doc),
+                _ => None,
+            })
+            .expect("a head");
+        let view: TicketView = serde_json::from_slice(head).unwrap();
+        assert!(view.history.is_empty());
+        assert!(changes.iter().all(|c| matches!(c, DocChange::Put { .. })));
     }
 }

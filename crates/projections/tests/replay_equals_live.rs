@@ -114,9 +114,33 @@ impl Live {
         })
     }
 
-    /// Decides and appends one command; refused commands and no-op edits append nothing.
-    /// Returns how many entries were written.
+    /// Decides and appends one command and catches the projection up; refused commands and
+    /// no-op edits append nothing. Returns how many entries were written.
     async fn execute(&mut self, id: TicketId, who: &Actor, cmd: Command) -> TestResult<usize> {
+        let Some((recorded_at, batch, written)) = self.append(id, who, cmd).await? else {
+            return Ok(0);
+        };
+        let last = written.last().expect("written").position;
+        let checkpoint = catch_up(&self.store, &TicketProjection).await?;
+        assert_eq!(checkpoint, last, "catch_up stops at the end of the log");
+        self.appended.push(Appended { recorded_at, batch });
+        let views = TicketProjection::list(&self.store)
+            .await?
+            .into_iter()
+            .map(|v| (v.id.clone(), v))
+            .collect();
+        self.snapshots.push((last, views));
+        Ok(written.len())
+    }
+
+    /// Decides and appends one command to the log, leaving the projection as it is: what
+    /// was appended (when the command appended anything), and the entries written.
+    async fn append(
+        &mut self,
+        id: TicketId,
+        who: &Actor,
+        cmd: Command,
+    ) -> TestResult<Option<(i64, StreamAppend, Vec<LogEntry>)>> {
         let (state, version) = load(&self.store, id).await?;
         let ctx = Context {
             actor: who,
@@ -124,10 +148,10 @@ impl Live {
             now: Timestamp(0),
         };
         let Ok(events) = decide(state.as_ref(), id, ctx, cmd) else {
-            return Ok(0);
+            return Ok(None);
         };
         if events.is_empty() {
-            return Ok(0);
+            return Ok(None);
         }
         self.clock += 1_000;
         let now = self.clock;
@@ -154,17 +178,7 @@ impl Live {
         let recorded_at = now + 7;
         let written = self.store.append(recorded_at, vec![batch.clone()]).await?;
         assert_eq!(written.len(), events.len());
-        let last = written.last().expect("written").position;
-        let checkpoint = catch_up(&self.store, &TicketProjection).await?;
-        assert_eq!(checkpoint, last, "catch_up stops at the end of the log");
-        self.appended.push(Appended { recorded_at, batch });
-        let views = TicketProjection::list(&self.store)
-            .await?
-            .into_iter()
-            .map(|v| (v.id.clone(), v))
-            .collect();
-        self.snapshots.push((last, views));
-        Ok(written.len())
+        Ok(Some((recorded_at, batch, written)))
     }
 }
 
@@ -507,6 +521,52 @@ proptest! {
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(entries >= 1);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// History read from the log
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_ticket_read_while_its_projection_is_behind_shows_history_up_to_its_head() -> TestResult {
+    // given a ticket with two events applied to the projection
+    let dir = TempDir::new()?;
+    let mut live = Live::create(&dir.path().join("live.db")).await?;
+    let who = actors();
+    let t = ticket_id(0);
+    live.execute(t, &who[0], command(0, &Op::Create)).await?;
+    live.execute(t, &who[0], command(0, &Op::Status(1))).await?;
+    let applied = TicketProjection::get(&live.store, t.0)
+        .await?
+        .expect("the ticket");
+    assert_eq!(applied.history.len(), 2);
+    // when a third is appended to the log and the projection has not applied it yet
+    let (_, _, written) = live
+        .append(t, &who[0], command(0, &Op::Status(2)))
+        .await?
+        .expect("appended");
+    let behind = TicketProjection::get(&live.store, t.0)
+        .await?
+        .expect("the ticket");
+    // then the ticket reads as the projection left it, history included
+    assert_eq!(behind, applied);
+    assert_eq!(
+        behind.history.last().map(|h| h.position),
+        Some(behind.position)
+    );
+    // and once it is applied, the new event's line follows
+    catch_up(&live.store, &TicketProjection).await?;
+    let after = TicketProjection::get(&live.store, t.0)
+        .await?
+        .expect("the ticket");
+    assert_eq!(after.history[..2], applied.history[..]);
+    let last = after.history.last().expect("a line");
+    assert_eq!(
+        (last.position, last.version, last.event_type.as_str()),
+        (written[0].position, 3, "status_changed")
+    );
+    assert_eq!(after.position, written[0].position);
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

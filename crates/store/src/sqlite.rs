@@ -247,9 +247,10 @@ async fn move_projections(db: &Path, docs: &Path) -> Result<(), StoreError> {
                 // Generation numbers stay never reused: retired ones already deleted count.
                 "UPDATE p.sqlite_sequence SET seq = MAX(seq, (SELECT seq FROM main.sqlite_sequence \
                  WHERE name = 'projection_generations')) WHERE name = 'projection_generations'",
-                // Store schema 7 (the projections file's migration 0002, which ran before
-                // these rows arrived): the ticket projection was written with 64-line
-                // history chunks, so it comes along retired and starts over from the log.
+                // Store schemas 7 and 8 (the projections file's migrations 0002 and 0003,
+                // which ran before these rows arrived): the ticket projection was written
+                // with history chunks, so it comes along retired and starts over from the
+                // log.
                 "UPDATE p.projection_generations SET name = NULL WHERE name = 'tickets'",
             ] {
                 sqlx::query(sql).execute(&mut *tx).await?;

@@ -1923,7 +1923,7 @@ async fn postgres_a_newer_store_schema_is_refused_and_left_as_it_was() {
         "DO $$ BEGIN \
            IF (SELECT value FROM meta WHERE key = 'store_schema') <> '99' \
              THEN RAISE EXCEPTION 'store_schema changed'; END IF; \
-           IF (SELECT count(*) FROM _sqlx_migrations) <> 7 \
+           IF (SELECT count(*) FROM _sqlx_migrations) <> 8 \
              THEN RAISE EXCEPTION 'migrations changed'; END IF; \
            IF (SELECT count(*) FROM events) <> 6 \
              THEN RAISE EXCEPTION 'events changed'; END IF; \
@@ -2199,11 +2199,10 @@ contract_tests!(
     meta_values_are_written_and_overwritten,
 );
 
-/// Store schema 7 on PostgreSQL: a database at schema 6 (migration 0007 not applied yet)
-/// retires its ticket projection, written with 64-line history chunks, so that it starts
-/// over from the log; any other projection stays live.
-#[tokio::test]
-async fn postgres_schema_7_retires_the_ticket_projection_and_keeps_the_others() {
+/// A PostgreSQL database as store schema `schema` left it (migrations from `from` on not
+/// applied yet) retires its ticket projection, written with history chunks, so that it
+/// starts over from the log; any other projection stays live.
+async fn postgres_ticket_projection_of_schema_is_retired(schema: u32, from: i64) {
     let db = Db::fresh(Kind::Postgres).await;
     for name in ["tickets", "counts"] {
         db.store
@@ -2220,10 +2219,10 @@ async fn postgres_schema_7_retires_the_ticket_projection_and_keeps_the_others() 
             .unwrap();
     }
     db.close().await;
-    db.exec_raw(
-        "DELETE FROM _sqlx_migrations WHERE version = 7; \
-         UPDATE meta SET value = '6' WHERE key = 'store_schema'",
-    )
+    db.exec_raw(&format!(
+        "DELETE FROM _sqlx_migrations WHERE version >= {from}; \
+         UPDATE meta SET value = '{schema}' WHERE key = 'store_schema'"
+    ))
     .await;
     let store = db.open_again().await.unwrap();
     assert_eq!(
@@ -2234,4 +2233,17 @@ async fn postgres_schema_7_retires_the_ticket_projection_and_keeps_the_others() 
     assert!(store.list_docs("tickets").await.unwrap().is_empty());
     assert_eq!(store.list_docs("counts").await.unwrap().len(), 1);
     assert_eq!(store.reclaim_projections(10).await.unwrap(), 1);
+}
+
+/// Store schema 7 (migration 0007): the projection with 64-line chunks is retired.
+#[tokio::test]
+async fn postgres_schema_7_retires_the_ticket_projection_and_keeps_the_others() {
+    postgres_ticket_projection_of_schema_is_retired(6, 7).await;
+}
+
+/// Store schema 8 (migration 0008): the projection with 16-line chunks is retired, history
+/// is read from the log.
+#[tokio::test]
+async fn postgres_schema_8_retires_the_ticket_projection_and_keeps_the_others() {
+    postgres_ticket_projection_of_schema_is_retired(7, 8).await;
 }

@@ -295,10 +295,16 @@ async fn a_schema_5_ticket_projection_moves_retired_and_starts_over() {
     assert_eq!(store.reclaim_projections(10).await.unwrap(), 3);
 }
 
-/// A schema-6 projections file: the ticket projection with 64-line history chunks is
-/// retired by the projections file's migration 0002; any other projection stays live.
-#[tokio::test]
-async fn a_schema_6_ticket_projection_is_retired_and_other_projections_stay() {
+/// A database as store schema `schema` left it: the projections file without its
+/// migrations from `projections_from` on and the database file without its own from
+/// `db_from` on, holding a ticket projection and another one. Opening it again retires
+/// the ticket projection (written with history chunks, which later schemas do not read);
+/// the other projection stays live.
+async fn a_ticket_projection_of_schema_is_retired(
+    schema: u32,
+    projections_from: i64,
+    db_from: i64,
+) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ticketsync.db");
     {
@@ -306,11 +312,13 @@ async fn a_schema_6_ticket_projection_is_retired_and_other_projections_stay() {
         drop(store);
     }
     {
-        // Back to schema 6: the projections file without its migration 0002, holding a
-        // ticket projection and another one.
         let pool = new_file(&SqliteStore::projections_path(&path)).await;
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= ?")
+            .bind(projections_from)
+            .execute(&pool)
+            .await
+            .unwrap();
         for sql in [
-            "DELETE FROM _sqlx_migrations WHERE version = 2",
             "INSERT INTO projection_generations (name, position) VALUES ('tickets', 0), ('counts', 0)",
             "INSERT INTO projection_docs (generation, key, doc) \
              SELECT generation, 'k', x'7b7d' FROM projection_generations",
@@ -319,12 +327,16 @@ async fn a_schema_6_ticket_projection_is_retired_and_other_projections_stay() {
         }
         pool.close().await;
         let db = new_file(&path).await;
-        for sql in [
-            "DELETE FROM _sqlx_migrations WHERE version = 8",
-            "UPDATE meta SET value = '6' WHERE key = 'store_schema'",
-        ] {
-            sqlx::query(sql).execute(&db).await.unwrap();
-        }
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= ?")
+            .bind(db_from)
+            .execute(&db)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE meta SET value = ? WHERE key = 'store_schema'")
+            .bind(schema.to_string())
+            .execute(&db)
+            .await
+            .unwrap();
         db.close().await;
     }
     let store = SqliteStore::open(&path).await.unwrap();
@@ -335,4 +347,18 @@ async fn a_schema_6_ticket_projection_is_retired_and_other_projections_stay() {
     assert!(store.list_docs("tickets").await.unwrap().is_empty());
     assert_eq!(store.list_docs("counts").await.unwrap().len(), 1);
     assert_eq!(store.reclaim_projections(10).await.unwrap(), 1);
+}
+
+/// Schema 6: the ticket projection with 64-line history chunks is retired by the
+/// projections file's migration 0002.
+#[tokio::test]
+async fn a_schema_6_ticket_projection_is_retired_and_other_projections_stay() {
+    a_ticket_projection_of_schema_is_retired(6, 2, 8).await;
+}
+
+/// Schema 7: the ticket projection with 16-line history chunks is retired by the
+/// projections file's migration 0003 (history is read from the log since schema 8).
+#[tokio::test]
+async fn a_schema_7_ticket_projection_is_retired_and_other_projections_stay() {
+    a_ticket_projection_of_schema_is_retired(7, 3, 9).await;
 }
