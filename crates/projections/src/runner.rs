@@ -41,8 +41,7 @@ pub enum ProjectionError {
 pub trait Projection: Send + Sync {
     /// The name its documents and checkpoint are stored under.
     fn name(&self) -> &str;
-    /// The keys of the documents these entries read (or overwrite, having read them). Not
-    /// the keys it only appends to (`DocChange::Append`): those it never reads.
+    /// The keys of the documents these entries read (or overwrite, having read them).
     fn keys(&self, entries: &[LogEntry]) -> Vec<String>;
     /// Key prefixes of further documents these entries read (every document whose key
     /// starts with one of them is loaded too). None by default.
@@ -97,7 +96,7 @@ impl Written {
     fn note(&mut self, changes: &[DocChange]) -> bool {
         for c in changes {
             match c {
-                DocChange::Put { key, .. } | DocChange::Append { key, .. } => {
+                DocChange::Put { key, .. } => {
                     self.hashes.insert(Self::hash(key));
                 }
                 DocChange::Delete { .. } => {}
@@ -111,8 +110,6 @@ impl Written {
 enum Pending {
     Doc(Vec<u8>),
     Deleted,
-    /// Appended to in the store: the document is only known once the commit is done.
-    Appended,
 }
 
 /// The documents a commit that is still running writes, by key: the next batch is
@@ -125,26 +122,15 @@ struct Overlay {
 impl Overlay {
     fn of(changes: &[DocChange]) -> Self {
         let mut docs = BTreeMap::new();
-        // In order: the last change to a key is the one the commit leaves (an append to a
-        // document put in the same commit leaves a document known only after it).
+        // In order: the last change to a key is the one the commit leaves.
         for c in changes {
             let p = match c {
                 DocChange::Put { doc, .. } => Pending::Doc(doc.clone()),
                 DocChange::Delete { .. } => Pending::Deleted,
-                DocChange::Append { .. } => Pending::Appended,
             };
             docs.insert(c.key().to_string(), p);
         }
         Overlay { docs }
-    }
-}
-
-/// A projection asked to read a document it appends to, which `DocChange::Append` rules
-/// out: what the document holds is decided by a commit still running.
-fn reads_appended(key: &str) -> ProjectionError {
-    ProjectionError::BadDoc {
-        key: key.to_string(),
-        reason: "the projection reads a document it appends to in the same run".into(),
     }
 }
 
@@ -167,7 +153,6 @@ async fn load(
                 docs.insert(key, doc.clone());
             }
             Some(Pending::Deleted) => {}
-            Some(Pending::Appended) => return Err(reads_appended(&key)),
             None => wanted.push(key),
         }
     }
@@ -187,7 +172,6 @@ async fn load(
             match doc {
                 Pending::Doc(d) => docs.insert(key.clone(), d.clone()),
                 Pending::Deleted => docs.remove(key),
-                Pending::Appended => return Err(reads_appended(key)),
             };
         }
     }
@@ -390,35 +374,34 @@ mod tests {
     use ticketsync_wire::NewEntry;
     use ulid::Ulid;
 
-    /// Appends each entry's position to the array under "x"; with `reads`, also lists "x"
-    /// among the keys it reads, which `DocChange::Append` rules out.
-    struct Appender {
-        reads: bool,
-    }
+    /// Keeps the positions of every entry it applied in a JSON array under "x", read and
+    /// written back by each batch.
+    struct Collector;
 
-    impl Projection for Appender {
+    impl Projection for Collector {
         fn name(&self) -> &str {
-            "appender"
+            "collector"
         }
         fn keys(&self, _: &[LogEntry]) -> Vec<String> {
-            if self.reads {
-                vec!["x".into()]
-            } else {
-                vec![]
-            }
+            vec!["x".into()]
         }
         fn apply(
             &self,
-            _: HashMap<String, Vec<u8>>,
+            docs: HashMap<String, Vec<u8>>,
             entries: &[LogEntry],
         ) -> Result<Vec<DocChange>, ProjectionError> {
-            Ok(entries
-                .iter()
-                .map(|e| DocChange::Append {
+            let mut seen: Vec<u64> = match docs.get("x") {
+                Some(d) => serde_json::from_slice(d).map_err(|e| ProjectionError::BadDoc {
                     key: "x".into(),
-                    elements: e.position.to_string().into_bytes(),
-                })
-                .collect())
+                    reason: e.to_string(),
+                })?,
+                None => Vec::new(),
+            };
+            seen.extend(entries.iter().map(|e| e.position));
+            Ok(vec![DocChange::Put {
+                key: "x".into(),
+                doc: serde_json::to_vec(&seen).expect("numbers serialize"),
+            }])
         }
     }
 
@@ -454,29 +437,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn batches_append_in_log_order_while_the_previous_commit_runs() {
+    async fn each_batch_reads_what_the_previous_one_wrote_while_that_commit_runs() {
         let (_dir, store) = store_with(5).await;
-        let p = Appender { reads: false };
-        let to = catch_up_batched(&store, &p, "appender", 2, false, &mut |_| {})
+        // Batches of two: each next batch is computed while the commit before it is in
+        // flight, so it reads "x" through that commit's overlay.
+        let to = catch_up_batched(&store, &Collector, "collector", 2, false, &mut |_| {})
             .await
             .unwrap();
         assert_eq!(to, 5);
-        let docs = store.load_docs("appender", &["x".into()]).await.unwrap();
+        let docs = store.load_docs("collector", &["x".into()]).await.unwrap();
         assert_eq!(docs["x"], b"[1,2,3,4,5]".to_vec());
-    }
-
-    #[tokio::test]
-    async fn a_projection_reading_a_key_it_appends_to_is_refused() {
-        let (_dir, store) = store_with(2).await;
-        let p = Appender { reads: true };
-        // Batches of one: the second batch is computed while the first commit, which
-        // appends to "x", is in flight.
-        match catch_up_batched(&store, &p, "appender", 1, false, &mut |_| {}).await {
-            Err(ProjectionError::BadDoc { key, reason }) => {
-                assert_eq!(key, "x");
-                assert!(reason.contains("appends to"), "{reason}");
-            }
-            other => panic!("expected BadDoc, got {other:?}"),
-        }
     }
 }

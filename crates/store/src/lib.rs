@@ -149,42 +149,17 @@ pub struct Head {
 /// A projection document change within one projection commit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DocChange {
-    Put {
-        key: String,
-        doc: Vec<u8>,
-    },
-    Delete {
-        key: String,
-    },
-    /// Adds `elements` (one or more JSON values, comma-separated, no brackets) at the end
-    /// of the JSON array stored under `key`, or stores `[elements]` when there is none.
-    /// The store splices them in place, so a projection that only ever appends to a
-    /// document never reads it: the result is the bytes serializing the whole array
-    /// gives. The commit fails with `Corrupt` (writing nothing) when the stored document
-    /// is not an array. A projection must not read a key it appends to in the same run
-    /// (the runner refuses that: the document is not known until the commit is done).
-    Append {
-        key: String,
-        elements: Vec<u8>,
-    },
+    Put { key: String, doc: Vec<u8> },
+    Delete { key: String },
 }
 
 impl DocChange {
     /// The key it changes.
     pub fn key(&self) -> &str {
         match self {
-            DocChange::Put { key, .. }
-            | DocChange::Delete { key }
-            | DocChange::Append { key, .. } => key,
+            DocChange::Put { key, .. } | DocChange::Delete { key } => key,
         }
     }
-}
-
-/// The error of an append to a stored document that is not a JSON array.
-pub(crate) fn not_an_array(projection: &str, key: &str) -> StoreError {
-    StoreError::Corrupt(format!(
-        "projection {projection:?} document {key:?} is not a JSON array: cannot append to it"
-    ))
 }
 
 #[async_trait]

@@ -757,32 +757,6 @@ impl Store for PgStore {
                         .await
                         .map_err(db)?;
                 }
-                DocChange::Append { key, elements } => {
-                    // As on SQLite: spliced in before the closing bracket, refused (no row
-                    // changed) when the stored document is not an array.
-                    let changed = sqlx::query(
-                        "INSERT INTO projection_docs (generation, key, doc) \
-                         VALUES ($1, $2, '\\x5b'::bytea || $3 || '\\x5d'::bytea) \
-                         ON CONFLICT (generation, key) DO UPDATE SET doc = \
-                             substring(projection_docs.doc FROM 1 FOR length(projection_docs.doc) - 1) \
-                             || CASE WHEN length(projection_docs.doc) > 2 \
-                                THEN '\\x2c'::bytea ELSE ''::bytea END \
-                             || $3 || '\\x5d'::bytea \
-                         WHERE length(projection_docs.doc) >= 2 \
-                             AND get_byte(projection_docs.doc, 0) = 91 \
-                             AND get_byte(projection_docs.doc, length(projection_docs.doc) - 1) = 93",
-                    )
-                    .bind(generation)
-                    .bind(&key)
-                    .bind(elements)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?
-                    .rows_affected();
-                    if changed != 1 {
-                        return Err(crate::not_an_array(projection, &key));
-                    }
-                }
             }
         }
         sqlx::query("UPDATE projection_generations SET position = $2 WHERE generation = $1")

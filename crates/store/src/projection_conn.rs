@@ -192,7 +192,6 @@ impl ProjectionConn {
                     + match c {
                         DocChange::Put { doc, .. } => doc.len(),
                         DocChange::Delete { .. } => 0,
-                        DocChange::Append { elements, .. } => elements.len(),
                     }
             })
             .sum();
@@ -232,18 +231,6 @@ impl ProjectionConn {
                     let mut delete = tx.prepare_cached(
                         "DELETE FROM projection_docs WHERE generation = ?1 AND key = ?2",
                     )?;
-                    // Spliced in before the closing bracket (a comma first unless the array is
-                    // empty); refused (no row changed) when the stored document is not an array.
-                    let mut append = tx.prepare_cached(
-                        "INSERT INTO projection_docs (generation, key, doc) \
-                     VALUES (?1, ?2, CAST('[' || CAST(?3 AS TEXT) || ']' AS BLOB)) \
-                     ON CONFLICT (generation, key) DO UPDATE SET doc = CAST( \
-                         substr(doc, 1, length(doc) - 1) \
-                         || CASE WHEN length(doc) > 2 THEN ',' ELSE '' END \
-                         || CAST(?3 AS TEXT) || ']' AS BLOB) \
-                     WHERE length(doc) >= 2 AND substr(doc, 1, 1) = X'5B' \
-                         AND substr(doc, -1, 1) = X'5D'",
-                    )?;
                     for change in &changes {
                         match change {
                             DocChange::Put { key, doc } => {
@@ -251,11 +238,6 @@ impl ProjectionConn {
                             }
                             DocChange::Delete { key } => {
                                 delete.execute(params![generation, key])?;
-                            }
-                            DocChange::Append { key, elements } => {
-                                if append.execute(params![generation, key, elements])? != 1 {
-                                    return Err(crate::not_an_array(&projection, key));
-                                }
                             }
                         }
                     }

@@ -1502,71 +1502,6 @@ async fn list_docs_prefix_and_pages_return_exactly_their_keys_in_byte_order(kind
     }
 }
 
-fn append(key: &str, elements: &str) -> DocChange {
-    DocChange::Append {
-        key: key.into(),
-        elements: elements.as_bytes().to_vec(),
-    }
-}
-
-async fn an_append_splices_elements_into_the_stored_array_or_writes_nothing(kind: Kind) {
-    let db = Db::fresh(kind).await;
-    let s = &*db.store;
-    // Creates, appends after a put and after another append (also within one commit),
-    // and takes no comma after an empty array; multi-byte text stays intact.
-    s.commit_projection(
-        "tickets",
-        0,
-        1,
-        vec![
-            append("new", r#"{"a":1}"#),
-            put("empty", "[]"),
-            append("empty", r#""é""#),
-            put("put", "[1,2]"),
-            append("put", "3,4"),
-            append("put", "5"),
-        ],
-    )
-    .await
-    .unwrap();
-    s.commit_projection("tickets", 1, 2, vec![append("new", r#"{"b":"ü"}"#)])
-        .await
-        .unwrap();
-    assert_eq!(
-        s.list_docs("tickets").await.unwrap(),
-        docs(&[
-            ("empty", r#"["é"]"#),
-            ("new", r#"[{"a":1},{"b":"ü"}]"#),
-            ("put", "[1,2,3,4,5]"),
-        ])
-    );
-    let loaded = s.load_docs("tickets", &["new".into()]).await.unwrap();
-    assert_eq!(loaded["new"], r#"[{"a":1},{"b":"ü"}]"#.as_bytes());
-
-    // A stored document that is not an array: the whole commit is refused, checkpoint too.
-    for bad in ["{}", "x", "[", "]"] {
-        s.commit_projection("bad", 0, 1, vec![put("k", bad)])
-            .await
-            .unwrap();
-        match s
-            .commit_projection("bad", 1, 2, vec![put("other", "1"), append("k", "2")])
-            .await
-        {
-            Err(StoreError::Corrupt(m)) => {
-                assert!(m.contains("\"k\"") && m.contains("not a JSON array"), "{m}")
-            }
-            other => panic!("{bad}: expected Corrupt, got {other:?}"),
-        }
-        assert_eq!(s.projection_checkpoint("bad").await.unwrap(), 1, "{bad}");
-        assert_eq!(
-            s.list_docs("bad").await.unwrap(),
-            docs(&[("k", bad)]),
-            "{bad}"
-        );
-        s.reset_projection("bad").await.unwrap();
-    }
-}
-
 async fn a_projection_commit_from_a_stale_checkpoint_writes_nothing(kind: Kind) {
     let db = Db::fresh(kind).await;
     let s = &*db.store;
@@ -2187,7 +2122,6 @@ contract_tests!(
     a_store_schema_that_is_not_a_number_is_corrupt,
     create_on_an_existing_store_keeps_its_log,
     a_projection_commit_from_a_stale_checkpoint_writes_nothing,
-    an_append_splices_elements_into_the_stored_array_or_writes_nothing,
     list_docs_prefix_and_pages_return_exactly_their_keys_in_byte_order,
     replace_projection_swaps_in_the_shadow_and_drops_it,
     reset_projection_drops_only_that_projection,

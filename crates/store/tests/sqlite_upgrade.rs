@@ -56,7 +56,7 @@ async fn migrated_to(path: &std::path::Path, version: i64) -> sqlx::SqlitePool {
 }
 
 #[tokio::test]
-async fn documents_written_before_the_rowid_table_read_and_append_the_same_after() {
+async fn documents_written_before_the_rowid_table_read_and_are_replaced_the_same_after() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
     // The store as migrations 1 to 6 left it, with documents small and large (a large
@@ -107,14 +107,15 @@ async fn documents_written_before_the_rowid_table_read_and_append_the_same_after
             ("h/x".to_string(), big.clone().into_bytes())
         ]
     );
+    let want = format!("{},\"one more\"]", &big[..big.len() - 1]);
     store
         .commit_projection(
             "counts",
             7,
             8,
-            vec![DocChange::Append {
+            vec![DocChange::Put {
                 key: "h/x".into(),
-                elements: b"\"one more\"".to_vec(),
+                doc: want.clone().into_bytes(),
             }],
         )
         .await
@@ -123,7 +124,6 @@ async fn documents_written_before_the_rowid_table_read_and_append_the_same_after
         .load_docs("counts", &["h/x".to_string()])
         .await
         .unwrap();
-    let want = format!("{},\"one more\"]", &big[..big.len() - 1]);
     assert_eq!(loaded["h/x"], want.into_bytes());
 }
 
