@@ -15,7 +15,7 @@ use ticketsync_wire::LogEntry;
 use ulid::Ulid;
 
 use crate::local::NOTE_TEXT;
-use crate::report::{rate, Baseline, Figure};
+use crate::report::{rate, Baseline, Figure, Runs};
 
 /// Tickets worked at the same time while generating: each append batch gives every ticket
 /// of the wave a few events, so a ticket's events are spread over the log as in real use.
@@ -153,15 +153,29 @@ fn preimage(e: &LogEntry) -> Result<Vec<u8>> {
     ))?)
 }
 
+/// Walks of the log, and runs of the bare chain, in the verify figure; each side's best is
+/// the figure and the baseline. One walk takes under a second, and walks of the same
+/// 1M-event log gave anywhere from 1.3M to 2.5M events/s on the 2-core bench machine (the
+/// bare chain stayed at 4.9-5.6M), so a single walk decided the ratio by luck. Slow spells
+/// last seconds (typically right after heavy writing), so three walks in a row narrow the
+/// spread without removing it.
+const VERIFY_RUNS: usize = 3;
+
 pub async fn verify_figure(inst: &Instance) -> Result<Figure> {
     let store = inst.store.as_ref();
-    let t = Instant::now();
-    let report = verify_log(store, &mut |_| {}).await?;
-    let secs = t.elapsed().as_secs_f64();
-    if let Some(p) = report.problem {
-        bail!("verify found a problem at {}: {}", p.position, p.detail);
+    let mut walks = Vec::with_capacity(VERIFY_RUNS);
+    let mut checked = 0;
+    for _ in 0..VERIFY_RUNS {
+        let t = Instant::now();
+        let report = verify_log(store, &mut |_| {}).await?;
+        let secs = t.elapsed().as_secs_f64();
+        if let Some(p) = report.problem {
+            bail!("verify found a problem at {}: {}", p.position, p.detail);
+        }
+        checked = report.checked;
+        walks.push(rate(report.checked, secs));
     }
-    let ours = rate(report.checked, secs);
+    let ours = Runs::of(&walks);
 
     // The same bytes, read before the clock starts; then only the chain of SHA-256.
     let mut bufs = Vec::new();
@@ -181,29 +195,39 @@ pub async fn verify_figure(inst: &Instance) -> Result<Figure> {
             bufs.push(b);
         }
     }
-    let t = Instant::now();
-    let mut prev = [0u8; 32];
-    for b in &mut bufs {
-        b[..32].copy_from_slice(&prev);
-        prev = Sha256::digest(&b[..]).into();
+    let mut chains = Vec::with_capacity(VERIFY_RUNS);
+    for _ in 0..VERIFY_RUNS {
+        let t = Instant::now();
+        let mut prev = [0u8; 32];
+        for b in &mut bufs {
+            b[..32].copy_from_slice(&prev);
+            prev = Sha256::digest(&b[..]).into();
+        }
+        chains.push(rate(bufs.len() as u64, t.elapsed().as_secs_f64()));
+        std::hint::black_box(prev);
     }
-    let bare = rate(bufs.len() as u64, t.elapsed().as_secs_f64());
-    std::hint::black_box(prev);
+    let bare = Runs::of(&chains);
     let avg = bufs.iter().map(|b| b.len()).sum::<usize>() / bufs.len().max(1);
-    let ratio = ours / bare;
+    let ratio = ours.best / bare.best;
     Ok(Figure {
         key: "verify".into(),
         name: "`verify` over the log".into(),
-        value: ours,
+        value: ours.best,
         unit: "events/s".into(),
         baselines: vec![Baseline {
-            name: "bare SHA-256 chain over the same bytes".into(),
-            value: bare,
+            name: format!(
+                "bare SHA-256 chain over the same bytes (best of {} events/s)",
+                bare.listed
+            ),
+            value: bare.best,
             unit: "events/s".into(),
         }],
         ratio: Some(ratio),
         target: ">= 1000000 events/s and >= 0.4x the bare chain".into(),
-        met: ours >= 1_000_000.0 && ratio >= 0.4,
-        detail: format!("{} events, {avg} bytes hashed per entry", report.checked),
+        met: ours.best >= 1_000_000.0 && ratio >= 0.4,
+        detail: format!(
+            "{checked} events, {avg} bytes hashed per entry; best of {VERIFY_RUNS} walks: {} events/s",
+            ours.listed
+        ),
     })
 }

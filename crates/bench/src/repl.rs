@@ -22,7 +22,7 @@ use ticketsync_wire::channel::{Message, WireEntry};
 use ulid::Ulid;
 
 use crate::local::NOTE_TEXT;
-use crate::report::{quantile, rate, Baseline, Figure};
+use crate::report::{quantile, rate, Baseline, Figure, Runs};
 
 /// Publishes awaiting their ack in the raw baseline: the relay's own window.
 const RAW_WINDOW: usize = ticketsync_sync::nats::MAX_INFLIGHT_PUBLISHES;
@@ -488,12 +488,10 @@ pub async fn run(pair: &Pair, o: &ReplOptions, logs: &Path) -> Result<Vec<Figure
     for _ in 0..RAW_RUNS {
         raws.push(raw_publish(&pair.url, o.raw_msgs, size).await?);
     }
-    let raw = raws.iter().copied().fold(0.0, f64::max);
-    let raw_runs = raws
-        .iter()
-        .map(|r| format!("{r:.0}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let Runs {
+        best: raw,
+        listed: raw_runs,
+    } = Runs::of(&raws);
     eprintln!(
         "   raw JetStream publish-to-receive at {}/s for {} s",
         o.latency_rate, o.latency_secs

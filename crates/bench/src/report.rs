@@ -39,6 +39,27 @@ pub struct Report {
     pub figures: Vec<Figure>,
 }
 
+/// Rates measured several times over the same work: the best of them (the rate the machine
+/// evidently reaches when nothing else gets in the way) and all of them, listed for the
+/// figure's name or detail.
+pub struct Runs {
+    pub best: f64,
+    pub listed: String,
+}
+
+impl Runs {
+    pub fn of(rates: &[f64]) -> Runs {
+        Runs {
+            best: rates.iter().copied().fold(0.0, f64::max),
+            listed: rates
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
 fn fmt_value(v: f64, unit: &str) -> String {
     if unit == "events/s" || unit == "msgs/s" {
         format!("{:.0} {unit}", v)
