@@ -1,6 +1,6 @@
-//! The ticket projection: each ticket's current state, items and history as JSON
-//! documents (a head, one per item), plus the instance's ticket numbers; a ticket's history
-//! is read from its stream in the log.
+//! The ticket projection: each ticket's current state and items as JSON documents (a head,
+//! one per item), plus the instance's ticket numbers; a ticket's history is read from its
+//! stream in the log.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -753,15 +753,24 @@ fn history_line(e: &LogEntry, ev: &Event) -> HistoryView {
 /// its creation on, as the projection applies them (an entry before the ticket exists
 /// changes nothing, so it has no line).
 fn history_of(entries: &[LogEntry]) -> Result<Vec<HistoryView>, ProjectionError> {
+    let events = decode_all(entries)?;
+    Ok(history_lines(entries, &events))
+}
+
+/// `history_of` for entries already decoded (`events[i]` is `entries[i]`'s event).
+fn history_lines(entries: &[LogEntry], events: &[Event]) -> Vec<HistoryView> {
     let mut lines = Vec::with_capacity(entries.len());
-    for e in entries {
-        let ev = decode(e)?;
+    for (e, ev) in entries.iter().zip(events) {
         if lines.is_empty() && !matches!(ev, Event::TicketCreated { .. }) {
             continue;
         }
-        lines.push(history_line(e, &ev));
+        lines.push(history_line(e, ev));
     }
-    Ok(lines)
+    lines
+}
+
+fn decode_all(entries: &[LogEntry]) -> Result<Vec<Event>, ProjectionError> {
+    entries.iter().map(decode).collect()
 }
 
 fn note_change(i: &mut ItemView, editor: &InstanceId, link_seq: u32) {
@@ -1033,14 +1042,13 @@ pub async fn ticket_as_of(
     number: u64,
 ) -> Result<Option<TicketView>, ProjectionError> {
     let entries = store.read_stream(id, Some(position)).await?;
+    // Decoded once, for the fold and for the history lines.
+    let events = decode_all(&entries)?;
     let mut work = None;
-    for e in &entries {
-        work = apply_to(work, number, e, &decode(e)?)?;
+    for (e, ev) in entries.iter().zip(&events) {
+        work = apply_to(work, number, e, ev)?;
     }
-    match work {
-        Some(w) => Ok(Some(w.into_view(history_of(&entries)?))),
-        None => Ok(None),
-    }
+    Ok(work.map(|w| w.into_view(history_lines(&entries, &events))))
 }
 
 #[cfg(test)]
