@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use ticketsync_domain::outsource::{apply_change, diverged, sharing, ItemFacts};
 use ticketsync_domain::{
-    Actor, Event, EventMeta, InstanceId, ItemBody, ItemKind, LinkChange, TimeEntry, Timestamp,
+    Actor, Event, EventMeta, InstanceId, ItemBody, ItemKind, Link, LinkChange, TimeEntry, Timestamp,
 };
 use ticketsync_store::{DocChange, Store};
 use ticketsync_wire::replay::rfc3339_ms;
@@ -335,24 +335,22 @@ fn summary(ev: &Event) -> String {
 }
 
 /// Where each part of a ticket is stored: the head (the view without items and history)
-/// under `t/{ticket}`, each item under `i/{ticket}/{item}`, and `#n/{number}` naming the
-/// ticket with that number. The history is not stored: it is the ticket's stream, read
-/// from the log (`history`). Each kind has its own prefix, so the heads alone (a ticket
-/// list) or one ticket's items are one key-range scan; ticket ids are ULIDs, so no ticket's
-/// prefix is a prefix of another's.
+/// under `t/{ticket}`, what each time entry and charge adds to the totals under
+/// `c/{ticket}/{item}`, and `#n/{number}` naming the ticket with that number. Neither the
+/// items nor the history are stored: both are the ticket's stream, read from the log when
+/// a ticket is read (`get`). Each kind has its own prefix, so the heads alone (a ticket
+/// list) are one key-range scan; ticket ids are ULIDs, so no ticket's prefix is a prefix of
+/// another's.
 fn head_key(ticket: &str) -> String {
     format!("t/{ticket}")
 }
 
-fn item_key(ticket: &str, item: &str) -> String {
-    format!("i/{ticket}/{item}")
-}
-
-fn items_prefix(ticket: &str) -> String {
-    format!("i/{ticket}/")
+fn counted_key(ticket: &str, item: &str) -> String {
+    format!("c/{ticket}/{item}")
 }
 
 const HEADS_PREFIX: &str = "t/";
+const COUNTED_PREFIX: &str = "c/";
 /// Tickets whose streams `list` reads in one round trip.
 const LIST_STREAMS: usize = 64;
 
@@ -360,85 +358,59 @@ fn number_key(number: u64) -> String {
     format!("#n/{number:012}")
 }
 
-/// What a stored key holds.
-enum DocKind<'a> {
-    Head(&'a str),
-    Item(&'a str),
-    Other,
+/// The ticket whose counted item a stored key holds.
+fn counted_ticket(key: &str) -> Option<&str> {
+    key.strip_prefix(COUNTED_PREFIX)
+        .and_then(|r| r.split_once('/'))
+        .map(|(t, _)| t)
 }
 
-fn classify(key: &str) -> DocKind<'_> {
-    if let Some(t) = key.strip_prefix(HEADS_PREFIX) {
-        return DocKind::Head(t);
-    }
-    match key.strip_prefix("i/").and_then(|r| r.split_once('/')) {
-        Some((t, _)) => DocKind::Item(t),
-        None => DocKind::Other,
-    }
-}
-
-/// An item as stored: its view and the log position that added it, which orders items.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct StoredItem {
+/// An item in a ticket's view (read from the stream) with the log position that added it,
+/// which orders items.
+#[derive(Clone, Debug)]
+struct ViewItem {
     added: u64,
     item: ItemView,
 }
 
-/// A ticket's stored documents, grouped by what they are, not parsed yet.
-#[derive(Default)]
-struct Raw {
-    head: Option<Vec<u8>>,
-    items: Vec<(String, Vec<u8>)>,
+/// What a time entry or a charge adds to its ticket's totals, as stored: all the head
+/// needs to move its totals when the item is edited or deleted. Notes and attachments add
+/// nothing, so nothing is stored for them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Counted {
+    /// `time` or `charge`: an edit of another kind leaves it as it is.
+    kind: String,
+    deleted: bool,
+    /// Its current contribution (zero once deleted).
+    adds: Totals,
 }
 
-/// Sorts loaded documents by ticket.
-fn group(docs: impl IntoIterator<Item = (String, Vec<u8>)>) -> HashMap<String, Raw> {
-    let mut out: HashMap<String, Raw> = HashMap::new();
-    for (key, doc) in docs {
-        match classify(&key) {
-            DocKind::Head(t) => out.entry(t.to_string()).or_default().head = Some(doc),
-            DocKind::Item(t) => out.entry(t.to_string()).or_default().items.push((key, doc)),
-            DocKind::Other => {}
-        }
-    }
-    out
-}
-
-/// One ticket's documents in memory while entries are applied: the head (the view with
-/// empty items and history), the items loaded or added, and which items changed.
+/// A ticket while entries are applied: the head (the view with empty items and history),
+/// the counted items loaded or added and which of them changed, and, when the whole view is
+/// wanted (reading a ticket, not applying to stored heads), every item.
 #[derive(Clone, Debug)]
 struct Working {
     head: TicketView,
-    items: HashMap<String, StoredItem>,
-    dirty_items: BTreeSet<String>,
+    counted: HashMap<String, Counted>,
+    dirty: BTreeSet<String>,
+    items: Option<HashMap<String, ViewItem>>,
 }
 
 impl Working {
-    fn new(head: TicketView) -> Self {
+    fn new(head: TicketView, whole: bool) -> Self {
         Working {
             head,
-            items: HashMap::new(),
-            dirty_items: BTreeSet::new(),
+            counted: HashMap::new(),
+            dirty: BTreeSet::new(),
+            items: whole.then(HashMap::new),
         }
-    }
-
-    /// Parses a ticket's documents; `None` when it has no head.
-    fn parse(ticket: &str, raw: Raw) -> Result<Option<Working>, ProjectionError> {
-        let Some(head) = raw.head else {
-            return Ok(None);
-        };
-        let mut w = Working::new(parse_doc(&head_key(ticket), &head)?);
-        for (key, doc) in raw.items {
-            let s: StoredItem = parse_doc(&key, &doc)?;
-            w.items.insert(s.item.id.clone(), s);
-        }
-        Ok(Some(w))
     }
 
     /// The whole view: items in the order added, and the ticket's `history` (in log order).
+    /// Only a `whole` working has items; otherwise they come out empty.
     fn into_view(self, history: Vec<HistoryView>) -> TicketView {
         let mut v = self.head;
-        let mut items: Vec<StoredItem> = self.items.into_values().collect();
+        let mut items: Vec<ViewItem> = self.items.unwrap_or_default().into_values().collect();
         items.sort_by_key(|s| s.added);
         v.items = items.into_iter().map(|s| s.item).collect();
         v.history = history;
@@ -452,11 +424,11 @@ impl Working {
             doc: to_doc(&key, &self.head)?,
             key,
         });
-        for id in &self.dirty_items {
-            if let Some(s) = self.items.get(id) {
-                let key = item_key(ticket, id);
+        for id in &self.dirty {
+            if let Some(c) = self.counted.get(id) {
+                let key = counted_key(ticket, id);
                 out.push(DocChange::Put {
-                    doc: to_doc(&key, s)?,
+                    doc: to_doc(&key, c)?,
                     key,
                 });
             }
@@ -465,36 +437,28 @@ impl Working {
     }
 }
 
-/// What an item adds to the ticket's totals (nothing once deleted).
-fn contribution(i: &ItemView) -> Totals {
+/// What an item body adds to the ticket's totals (notes and attachments: nothing).
+fn contribution(b: &ItemBody) -> Totals {
     let mut t = Totals::default();
-    if i.deleted {
-        return t;
-    }
-    match &i.body {
-        ItemBodyView::Time {
-            hours,
-            offset_hours,
-            billable,
-            ..
-        } => {
-            t.hours = *hours;
-            if *billable {
-                t.billable_hours = *hours - *offset_hours;
+    match b {
+        ItemBody::Time(e) => {
+            t.hours = e.hours;
+            if e.billable {
+                t.billable_hours = e.hours - e.offset_hours;
             }
         }
-        ItemBodyView::Charge {
-            quantity,
-            unit_cost,
-            unit_price,
-            ..
-        } => {
-            t.charges_cost = *quantity * *unit_cost;
-            t.charges_price = *quantity * *unit_price;
+        ItemBody::Charge(c) => {
+            t.charges_cost = c.quantity * c.unit_cost;
+            t.charges_price = c.quantity * c.unit_price;
         }
-        _ => {}
+        ItemBody::Note { .. } | ItemBody::Attachment(_) => {}
     }
     t
+}
+
+/// Whether items of this kind add to the totals (and so are stored as [`Counted`]).
+fn counts(k: ItemKind) -> bool {
+    matches!(k, ItemKind::Time | ItemKind::Charge)
 }
 
 /// Moves the totals from an item's old contribution to its new one. Decimals are exact, so
@@ -507,11 +471,17 @@ fn adjust(t: &mut Totals, before: &Totals, after: &Totals) {
     t.charges_price = (t.charges_price - before.charges_price + after.charges_price).normalize();
 }
 
-/// Applies one log entry to a ticket's documents. `number` is used when the entry creates
-/// the ticket. An item event needs its item loaded (if it exists), a link event every item.
+/// Applies one log entry to a ticket. `number` is used when the entry creates the ticket,
+/// `whole` when it does: whether the ticket keeps every item (reading it) or only its
+/// counted ones (applying to stored heads). An event that changes a time entry or a charge
+/// needs that item's [`Counted`] loaded (if it exists).
+///
+/// The totals move with the counted items alone, whichever the mode, so a ticket read from
+/// its stream has the totals of its stored head.
 fn apply_to(
     work: Option<Working>,
     number: u64,
+    whole: bool,
     e: &LogEntry,
     ev: &Event,
 ) -> Result<Option<Working>, ProjectionError> {
@@ -525,34 +495,38 @@ fn apply_to(
                 customer,
                 status,
             },
-        ) => Working::new(TicketView {
-            id: e.stream_id.to_string(),
-            number,
-            title: title.clone(),
-            description: description.clone(),
-            customer: customer.clone(),
-            status: status.clone(),
-            created_at: at.clone(),
-            created_by: actor(e),
-            updated_at: at.clone(),
-            version: 0,
-            position: 0,
-            totals: Totals::default(),
-            outsource_status: None,
-            outsource: None,
-            links: vec![],
-            invoices: vec![],
-            transaction_fees: vec![],
-            items: vec![],
-            history: vec![],
-        }),
+        ) => Working::new(
+            TicketView {
+                id: e.stream_id.to_string(),
+                number,
+                title: title.clone(),
+                description: description.clone(),
+                customer: customer.clone(),
+                status: status.clone(),
+                created_at: at.clone(),
+                created_by: actor(e),
+                updated_at: at.clone(),
+                version: 0,
+                position: 0,
+                totals: Totals::default(),
+                outsource_status: None,
+                outsource: None,
+                links: vec![],
+                invoices: vec![],
+                transaction_fees: vec![],
+                items: vec![],
+                history: vec![],
+            },
+            whole,
+        ),
         (None, _) => return Ok(None),
         (Some(w), _) => w,
     };
     let Working {
         head: v,
+        counted,
+        dirty,
         items,
-        dirty_items,
     } = &mut w;
     let mut links = to_domain(&v.links)?;
     let editor = InstanceId::parse(&e.actor_instance).map_err(|_| ProjectionError::BadDoc {
@@ -581,67 +555,94 @@ fn apply_to(
         | Event::ChargeAdded { item, .. }
         | Event::AttachmentAdded { item, .. } => {
             let id = item.to_string();
-            if let (false, Some(body)) = (items.contains_key(&id), event_body(ev)) {
-                let kind = kind_key(body.kind()).to_string();
-                let (body, internal) = body_view(&body);
-                let i = ItemView {
-                    id: id.clone(),
-                    kind,
-                    author: actor(e),
-                    created_at: at.clone(),
-                    updated_at: at.clone(),
-                    deleted: false,
-                    diverged: false,
-                    internal,
-                    sharing: String::new(),
-                    received: e.actor_instance != v.created_by.instance,
-                    link_seq: e.link_seq,
-                    foreign_change: false,
-                    author_change_seqs: vec![],
-                    body,
-                };
-                adjust(&mut v.totals, &Totals::default(), &contribution(&i));
-                items.insert(
-                    id.clone(),
-                    StoredItem {
-                        added: e.position,
-                        item: i,
-                    },
-                );
-                dirty_items.insert(id);
+            if let Some(body) = event_body(ev) {
+                let kind = kind_key(body.kind());
+                if counts(body.kind()) && !counted.contains_key(&id) {
+                    let adds = contribution(&body);
+                    adjust(&mut v.totals, &Totals::default(), &adds);
+                    counted.insert(
+                        id.clone(),
+                        Counted {
+                            kind: kind.to_string(),
+                            deleted: false,
+                            adds,
+                        },
+                    );
+                    dirty.insert(id.clone());
+                }
+                if let Some(items) = items.as_mut().filter(|m| !m.contains_key(&id)) {
+                    let (body, internal) = body_view(&body);
+                    let i = ItemView {
+                        id: id.clone(),
+                        kind: kind.to_string(),
+                        author: actor(e),
+                        created_at: at.clone(),
+                        updated_at: at.clone(),
+                        deleted: false,
+                        diverged: false,
+                        internal,
+                        sharing: String::new(),
+                        received: e.actor_instance != v.created_by.instance,
+                        link_seq: e.link_seq,
+                        foreign_change: false,
+                        author_change_seqs: vec![],
+                        body,
+                    };
+                    items.insert(
+                        id,
+                        ViewItem {
+                            added: e.position,
+                            item: i,
+                        },
+                    );
+                }
             }
         }
         Event::NoteEdited { item, .. }
         | Event::TimeEdited { item, .. }
         | Event::ChargeEdited { item, .. } => {
             let id = item.to_string();
-            if let (Some(s), Some(body)) = (
-                items.get_mut(&id).filter(|s| !s.item.deleted),
-                event_body(ev),
-            ) {
-                let i = &mut s.item;
-                if i.kind == kind_key(body.kind()) {
-                    let before = contribution(i);
+            if let Some(body) = event_body(ev) {
+                let kind = kind_key(body.kind());
+                if let Some(c) = counted
+                    .get_mut(&id)
+                    .filter(|c| !c.deleted && c.kind == kind)
+                {
+                    let adds = contribution(&body);
+                    adjust(&mut v.totals, &c.adds, &adds);
+                    c.adds = adds;
+                    dirty.insert(id.clone());
+                }
+                if let Some(i) = items
+                    .as_mut()
+                    .and_then(|m| m.get_mut(&id))
+                    .map(|s| &mut s.item)
+                    .filter(|i| !i.deleted && i.kind == kind)
+                {
                     note_change(i, &editor, e.link_seq);
                     let (b, internal) = body_view(&body);
                     i.body = b;
                     i.internal = internal;
                     i.updated_at = at.clone();
-                    adjust(&mut v.totals, &before, &contribution(i));
-                    dirty_items.insert(id);
                 }
             }
         }
         Event::ItemDeleted { item, .. } => {
             let id = item.to_string();
-            if let Some(s) = items.get_mut(&id) {
-                let i = &mut s.item;
-                let before = contribution(i);
+            if let Some(c) = counted.get_mut(&id) {
+                adjust(&mut v.totals, &c.adds, &Totals::default());
+                c.adds = Totals::default();
+                c.deleted = true;
+                dirty.insert(id.clone());
+            }
+            if let Some(i) = items
+                .as_mut()
+                .and_then(|m| m.get_mut(&id))
+                .map(|s| &mut s.item)
+            {
                 note_change(i, &editor, e.link_seq);
                 i.deleted = true;
                 i.updated_at = at.clone();
-                adjust(&mut v.totals, &before, &contribution(i));
-                dirty_items.insert(id);
             }
         }
         Event::TransactionFeeRecorded { link, fee } => {
@@ -690,50 +691,47 @@ fn apply_to(
     }
     // Sharing and divergence can change after the fact (a concurrent transition that wins
     // supersedes what an item was authored under): a link event re-derives every item,
-    // an item event only its item. An item is rewritten only when something changed.
-    let mut rederive = |id: &str, s: &mut StoredItem| -> Result<(), ProjectionError> {
-        let i = &mut s.item;
-        let diverged_now = diverged(
-            &links,
-            i.link_seq,
-            i.internal && !i.received,
-            i.foreign_change,
-            &i.author_change_seqs,
-        );
-        let author =
-            InstanceId::parse(&i.author.instance).map_err(|_| ProjectionError::BadDoc {
-                key: i.id.clone(),
-                reason: "bad author instance".into(),
-            })?;
-        let facts = ItemFacts {
-            author: &author,
-            link_seq: i.link_seq,
-            internal: i.internal,
-            received: i.received,
-            diverged: diverged_now,
-        };
-        let sharing_now = sharing(&links, &facts).name();
-        if i.diverged != diverged_now || i.sharing != sharing_now {
-            i.diverged = diverged_now;
-            i.sharing = sharing_now.to_string();
-            dirty_items.insert(id.to_string());
-        }
-        Ok(())
-    };
-    if matches!(ev, Event::Outsource { .. }) {
-        for (id, s) in items.iter_mut() {
-            rederive(id, s)?;
-        }
-    } else if let Some(id) = ev.item().map(|i| i.to_string()) {
-        // Looked up, not searched for: a ticket can have thousands of items.
-        if let Some(s) = items.get_mut(&id) {
-            rederive(&id, s)?;
+    // an item event only its item. Only a whole ticket has its items.
+    if let Some(items) = items.as_mut() {
+        if matches!(ev, Event::Outsource { .. }) {
+            for s in items.values_mut() {
+                rederive(&links, &mut s.item)?;
+            }
+        } else if let Some(id) = ev.item().map(|i| i.to_string()) {
+            // Looked up, not searched for: a ticket can have thousands of items.
+            if let Some(s) = items.get_mut(&id) {
+                rederive(&links, &mut s.item)?;
+            }
         }
     }
     v.version = e.version;
     v.position = e.position;
     v.updated_at = at;
     Ok(Some(w))
+}
+
+/// Derives an item's sharing and divergence from the ticket's links.
+fn rederive(links: &[Link], i: &mut ItemView) -> Result<(), ProjectionError> {
+    i.diverged = diverged(
+        links,
+        i.link_seq,
+        i.internal && !i.received,
+        i.foreign_change,
+        &i.author_change_seqs,
+    );
+    let author = InstanceId::parse(&i.author.instance).map_err(|_| ProjectionError::BadDoc {
+        key: i.id.clone(),
+        reason: "bad author instance".into(),
+    })?;
+    let facts = ItemFacts {
+        author: &author,
+        link_seq: i.link_seq,
+        internal: i.internal,
+        received: i.received,
+        diverged: i.diverged,
+    };
+    i.sharing = sharing(links, &facts).name().to_string();
+    Ok(())
 }
 
 /// The history line of one entry of a ticket's stream.
@@ -749,15 +747,9 @@ fn history_line(e: &LogEntry, ev: &Event) -> HistoryView {
     }
 }
 
-/// The history lines of a ticket's stream `entries` (in version order): one per entry from
-/// its creation on, as the projection applies them (an entry before the ticket exists
-/// changes nothing, so it has no line).
-fn history_of(entries: &[LogEntry]) -> Result<Vec<HistoryView>, ProjectionError> {
-    let events = decode_all(entries)?;
-    Ok(history_lines(entries, &events))
-}
-
-/// `history_of` for entries already decoded (`events[i]` is `entries[i]`'s event).
+/// The history lines of a ticket's stream `entries` (in version order; `events[i]` is
+/// `entries[i]`'s event): one per entry from its creation on, as the projection applies
+/// them (an entry before the ticket exists changes nothing, so it has no line).
 fn history_lines(entries: &[LogEntry], events: &[Event]) -> Vec<HistoryView> {
     let mut lines = Vec::with_capacity(entries.len());
     for (e, ev) in entries.iter().zip(events) {
@@ -802,13 +794,24 @@ fn to_doc<T: Serialize>(key: &str, v: &T) -> Result<Vec<u8>, ProjectionError> {
     })
 }
 
-/// Keeps each ticket as a head document and one document per item (see `head_key`), so
-/// applying an event reads and writes a bounded amount whatever the ticket's length; plus
-/// the `#numbers` counters and a `#n/{number}` index. A ticket's history is not copied into
-/// documents: each line is a function of one entry of the ticket's stream, so reading a
-/// ticket reads its stream from the log up to the head's position (`get`).
+/// Keeps each ticket as a head document (what a ticket list shows, totals included) and,
+/// per time entry and charge, what it adds to the totals (see `head_key`), so applying an
+/// event reads and writes a bounded amount whatever the ticket's length; plus the
+/// `#numbers` counters and a `#n/{number}` index. A ticket's items and history are not
+/// copied into documents: both are functions of the ticket's stream, so reading a ticket
+/// reads its stream from the log up to the head's position (`get`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TicketProjection;
+
+/// Event types that add, change or delete a time entry or a charge: the only entries whose
+/// item's stored document applying them reads.
+const COUNTED_TYPES: [&str; 5] = [
+    "time_added",
+    "time_edited",
+    "charge_added",
+    "charge_edited",
+    "item_deleted",
+];
 
 impl Projection for TicketProjection {
     fn name(&self) -> &str {
@@ -820,27 +823,21 @@ impl Projection for TicketProjection {
         keys.insert(NUMBERS_KEY.to_string());
         for e in entries {
             let ticket = e.stream_id.to_string();
-            // An undecodable entry is reported by `apply`.
-            if let Some(item) = decode(e).ok().and_then(|ev| ev.item()) {
-                keys.insert(item_key(&ticket, &item.to_string()));
-            }
             keys.insert(head_key(&ticket));
+            // By the stored type name: only these are decoded a second time (an undecodable
+            // entry is reported by `apply`).
+            if !COUNTED_TYPES.contains(&e.event_type.as_str()) {
+                continue;
+            }
+            let counted = decode(e).ok().and_then(|ev| match ev {
+                Event::ItemDeleted { item, kind } => counts(kind).then_some(item),
+                ev => ev.item(),
+            });
+            if let Some(item) = counted {
+                keys.insert(counted_key(&ticket, &item.to_string()));
+            }
         }
         keys.into_iter().collect()
-    }
-
-    fn prefixes(&self, entries: &[LogEntry]) -> Vec<String> {
-        let mut tickets: BTreeSet<Ulid> = BTreeSet::new();
-        // By the stored type name: no need to decode every entry a second time.
-        for e in entries {
-            if Event::OUTSOURCE_TYPE_NAMES.contains(&e.event_type.as_str()) {
-                tickets.insert(e.stream_id);
-            }
-        }
-        tickets
-            .into_iter()
-            .map(|t| items_prefix(&t.to_string()))
-            .collect()
     }
 
     fn apply(
@@ -852,24 +849,20 @@ impl Projection for TicketProjection {
             Some(b) => parse_doc(NUMBERS_KEY, b)?,
             None => Numbers::default(),
         };
-        let mut raw = group(docs);
+        let mut stored = Stored::of(docs);
         let mut work: HashMap<String, Option<Working>> = HashMap::new();
         let mut order: Vec<String> = Vec::new();
         let mut numbered: Vec<(u64, String)> = Vec::new();
         for e in entries {
             let key = e.stream_id.to_string();
             if !work.contains_key(&key) {
-                let w = match raw.remove(&key) {
-                    Some(r) => Working::parse(&key, r)?,
-                    None => None,
-                };
-                work.insert(key.clone(), w);
+                work.insert(key.clone(), stored.take(&key)?);
                 order.push(key.clone());
             }
             let ev = decode(e)?;
             let slot = work.entry(key.clone()).or_default();
             let creates = slot.is_none() && matches!(ev, Event::TicketCreated { .. });
-            let mut next = apply_to(slot.take(), numbers.last + 1, e, &ev)?;
+            let mut next = apply_to(slot.take(), numbers.last + 1, false, e, &ev)?;
             if creates && next.is_some() {
                 numbers.last += 1;
                 numbered.push((numbers.last, key));
@@ -895,7 +888,7 @@ impl Projection for TicketProjection {
             }
             *slot = next;
         }
-        let mut changes = Vec::with_capacity(order.len() * 3 + numbered.len() + 1);
+        let mut changes = Vec::with_capacity(order.len() * 2 + numbered.len() + 1);
         for key in order {
             if let Some(Some(w)) = work.remove(&key) {
                 w.changes(&key, &mut changes)?;
@@ -915,36 +908,73 @@ impl Projection for TicketProjection {
     }
 }
 
+/// The stored documents a batch loaded, by ticket, parsed when the ticket is first met.
+struct Stored {
+    heads: HashMap<String, Vec<u8>>,
+    counted: HashMap<String, Vec<(String, Vec<u8>)>>,
+}
+
+impl Stored {
+    fn of(docs: HashMap<String, Vec<u8>>) -> Stored {
+        let mut out = Stored {
+            heads: HashMap::new(),
+            counted: HashMap::new(),
+        };
+        for (key, doc) in docs {
+            if let Some(t) = key.strip_prefix(HEADS_PREFIX) {
+                out.heads.insert(t.to_string(), doc);
+            } else if let Some(t) = counted_ticket(&key) {
+                let t = t.to_string();
+                out.counted.entry(t).or_default().push((key, doc));
+            }
+        }
+        out
+    }
+
+    /// The ticket as stored (without items); `None` when it has no head.
+    fn take(&mut self, ticket: &str) -> Result<Option<Working>, ProjectionError> {
+        let Some(head) = self.heads.remove(ticket) else {
+            return Ok(None);
+        };
+        let mut w = Working::new(parse_doc(&head_key(ticket), &head)?, false);
+        for (key, doc) in self.counted.remove(ticket).unwrap_or_default() {
+            let c: Counted = parse_doc(&key, &doc)?;
+            let id = key.rsplit('/').next().unwrap_or_default().to_string();
+            w.counted.insert(id, c);
+        }
+        Ok(Some(w))
+    }
+}
+
+/// A ticket's whole view: its stream up to the stored head's position folded again, with
+/// the head's number and the invoices numbered by this instance (which only the stored head
+/// has: they are numbered across tickets). The history, the items and the head stay at the
+/// same point even while the projection is behind the log.
+fn whole_view(head: TicketView, entries: &[LogEntry]) -> Result<TicketView, ProjectionError> {
+    let events = decode_all(entries)?;
+    let mut work = None;
+    for (e, ev) in entries.iter().zip(&events) {
+        work = apply_to(work, head.number, true, e, ev)?;
+    }
+    let Some(w) = work else {
+        return Err(ProjectionError::BadDoc {
+            key: head_key(&head.id),
+            reason: "its stream does not create the ticket".into(),
+        });
+    };
+    let mut view = w.into_view(history_lines(entries, &events));
+    view.invoices = head.invoices;
+    Ok(view)
+}
+
 impl TicketProjection {
     /// One ticket's current view.
     pub async fn get(store: &dyn Store, id: Ulid) -> Result<Option<TicketView>, ProjectionError> {
-        let ticket = id.to_string();
-        let head = head_key(&ticket);
-        let mut docs: Vec<(String, Vec<u8>)> = store
-            .load_docs(TICKETS, std::slice::from_ref(&head))
-            .await?
-            .into_iter()
-            .collect();
-        if docs.is_empty() {
-            return Ok(None);
-        }
-        docs.extend(
-            store
-                .list_docs_prefix(TICKETS, &items_prefix(&ticket))
-                .await?,
-        );
-        let Some(w) = group(docs)
-            .remove(&ticket)
-            .map(|raw| Working::parse(&ticket, raw))
-            .transpose()?
-            .flatten()
-        else {
+        let Some(head) = Self::head(store, id).await? else {
             return Ok(None);
         };
-        // The stream up to the event the head was computed from: the history matches the
-        // head and items even while the projection is behind the log.
-        let entries = store.read_stream(id, Some(w.head.position)).await?;
-        Ok(Some(w.into_view(history_of(&entries)?)))
+        let entries = store.read_stream(id, Some(head.position)).await?;
+        Ok(Some(whole_view(head, &entries)?))
     }
 
     /// One ticket's view without its items and history (`items` and `history` are empty):
@@ -995,29 +1025,29 @@ impl TicketProjection {
 
     /// Every ticket with its items and history, ordered by number. Holds them all at once.
     pub async fn list(store: &dyn Store) -> Result<Vec<TicketView>, ProjectionError> {
-        let mut work = Vec::new();
-        for (key, raw) in group(store.list_docs(TICKETS).await?) {
-            if let Some(w) = Working::parse(&key, raw)? {
-                let id = key.parse::<Ulid>().map_err(|_| ProjectionError::BadDoc {
-                    key: head_key(&key),
-                    reason: "not a ticket id".into(),
-                })?;
-                work.push((id, w));
-            }
-        }
-        let mut out = Vec::with_capacity(work.len());
+        let heads = Self::list_heads(store).await?;
+        let mut out = Vec::with_capacity(heads.len());
         // The streams are read a group at a time: one round trip per group, not per ticket.
-        let mut work = work.into_iter().peekable();
-        while work.peek().is_some() {
-            let group: Vec<(Ulid, Working)> = work.by_ref().take(LIST_STREAMS).collect();
-            let asked: Vec<(Ulid, u64)> = group.iter().map(|(id, _)| (*id, 0)).collect();
+        let mut heads = heads.into_iter().peekable();
+        while heads.peek().is_some() {
+            let group: Vec<TicketView> = heads.by_ref().take(LIST_STREAMS).collect();
+            let asked = group
+                .iter()
+                .map(|h| {
+                    h.id.parse::<Ulid>()
+                        .map(|id| (id, 0))
+                        .map_err(|_| ProjectionError::BadDoc {
+                            key: head_key(&h.id),
+                            reason: "not a ticket id".into(),
+                        })
+                })
+                .collect::<Result<Vec<(Ulid, u64)>, _>>()?;
             let streams = store.read_streams_after(&asked).await?;
-            for ((_, w), mut entries) in group.into_iter().zip(streams) {
-                entries.retain(|e| e.position <= w.head.position);
-                out.push(w.into_view(history_of(&entries)?));
+            for (head, mut entries) in group.into_iter().zip(streams) {
+                entries.retain(|e| e.position <= head.position);
+                out.push(whole_view(head, &entries)?);
             }
         }
-        out.sort_by_key(|t| t.number);
         Ok(out)
     }
 
@@ -1046,7 +1076,7 @@ pub async fn ticket_as_of(
     let events = decode_all(&entries)?;
     let mut work = None;
     for (e, ev) in entries.iter().zip(&events) {
-        work = apply_to(work, number, e, ev)?;
+        work = apply_to(work, number, true, e, ev)?;
     }
     Ok(work.map(|w| w.into_view(history_lines(&entries, &events))))
 }
@@ -1098,7 +1128,7 @@ mod tests {
             entry(2, &created()),
             entry(3, &status("In Progress")),
         ];
-        let lines = history_of(&entries).unwrap();
+        let lines = history_lines(&entries, &decode_all(&entries).unwrap());
         let got: Vec<(u64, u64, &str, &str)> = lines
             .iter()
             .map(|l| {
@@ -1126,25 +1156,198 @@ mod tests {
     fn an_undecodable_entry_fails_the_history() {
         let mut bad = entry(2, &status("Open"));
         bad.payload = vec![0xff; 3];
-        assert!(history_of(&[entry(1, &created()), bad]).is_err());
+        assert!(decode_all(&[entry(1, &created()), bad]).is_err());
+    }
+
+    fn time(hours: &str, offset: &str) -> TimeEntry {
+        TimeEntry {
+            hours: hours.parse().unwrap(),
+            offset_hours: offset.parse().unwrap(),
+            resource: "ana".into(),
+            role: None,
+            summary: "fixed it".into(),
+            date: "2026-12-01".parse().unwrap(),
+            billable: true,
+        }
+    }
+
+    fn charge(quantity: &str, cost: &str, price: &str) -> ticketsync_domain::Charge {
+        ticketsync_domain::Charge {
+            description: "toner".into(),
+            quantity: quantity.parse().unwrap(),
+            unit_cost: cost.parse().unwrap(),
+            unit_price: price.parse().unwrap(),
+            billable: true,
+        }
+    }
+
+    fn item(n: u64) -> ticketsync_domain::ItemId {
+        ticketsync_domain::ItemId(Ulid::from_parts(n, 7))
+    }
+
+    /// Applies `entries` in batches of `batch`, as the runner does: each batch gets the
+    /// documents its `keys` name, as the batches before it left them.
+    fn apply_in_batches(entries: &[LogEntry], batch: usize) -> HashMap<String, Vec<u8>> {
+        let mut stored: HashMap<String, Vec<u8>> = HashMap::new();
+        for chunk in entries.chunks(batch) {
+            let docs = TicketProjection
+                .keys(chunk)
+                .into_iter()
+                .filter_map(|k| stored.get(&k).map(|d| (k, d.clone())))
+                .collect();
+            for c in TicketProjection.apply(docs, chunk).unwrap() {
+                match c {
+                    DocChange::Put { key, doc } => {
+                        stored.insert(key, doc);
+                    }
+                    DocChange::Delete { key } => {
+                        stored.remove(&key);
+                    }
+                }
+            }
+        }
+        stored
     }
 
     #[test]
-    fn applying_keeps_no_history_in_documents() {
-        let e = entry(1, &created());
-        let keys = TicketProjection.keys(std::slice::from_ref(&e));
-        assert!(keys.iter().all(|k| !k.starts_with("h/")), "{keys:?}");
-        assert!(keys.contains(&head_key(&e.stream_id.to_string())));
-        let changes = TicketProjection.apply(HashMap::new(), &[e]).unwrap();
-        let head = changes
-            .iter()
-            .find_map(|c| match c {
-                DocChange::Put { key, doc } if key.starts_with("t/") => Some(doc),
-                _ => None,
-            })
-            .expect("a head");
-        let view: TicketView = serde_json::from_slice(head).unwrap();
-        assert!(view.history.is_empty());
-        assert!(changes.iter().all(|c| matches!(c, DocChange::Put { .. })));
+    fn applying_stores_the_head_and_counted_items_but_no_notes_or_history() {
+        let events = [
+            created(),
+            Event::NoteAdded {
+                item: item(1),
+                text: "called the customer".into(),
+                internal: false,
+            },
+            Event::TimeAdded {
+                item: item(2),
+                entry: time("1.5", "0"),
+            },
+            Event::ChargeAdded {
+                item: item(3),
+                charge: charge("2", "10", "15"),
+            },
+        ];
+        let entries: Vec<LogEntry> = (1..).zip(&events).map(|(v, ev)| entry(v, ev)).collect();
+        let stored = apply_in_batches(&entries, 10);
+        let ticket = entries[0].stream_id.to_string();
+        let mut keys: Vec<String> = stored.keys().cloned().collect();
+        keys.sort();
+        let counted = |n| counted_key(&ticket, &item(n).to_string());
+        let head = head_key(&ticket);
+        let mut want = vec![
+            NUMBERS_KEY.to_string(),
+            number_key(1),
+            counted(2),
+            counted(3),
+            head.clone(),
+        ];
+        want.sort();
+        assert_eq!(keys, want);
+        let view: TicketView = serde_json::from_slice(&stored[&head]).unwrap();
+        assert!(view.history.is_empty() && view.items.is_empty());
+        assert_eq!(view.totals.hours, "1.5".parse().unwrap());
+        assert_eq!(view.totals.charges_price, "30".parse().unwrap());
+    }
+
+    #[test]
+    fn the_counted_types_are_the_events_that_change_time_entries_and_charges() {
+        let named: Vec<&str> = [
+            Event::TimeAdded {
+                item: item(1),
+                entry: time("1", "0"),
+            },
+            Event::TimeEdited {
+                item: item(1),
+                entry: time("1", "0"),
+            },
+            Event::ChargeAdded {
+                item: item(1),
+                charge: charge("1", "1", "1"),
+            },
+            Event::ChargeEdited {
+                item: item(1),
+                charge: charge("1", "1", "1"),
+            },
+            Event::ItemDeleted {
+                item: item(1),
+                kind: ItemKind::Time,
+            },
+        ]
+        .iter()
+        .map(Event::type_name)
+        .collect();
+        assert_eq!(named, COUNTED_TYPES);
+    }
+
+    #[test]
+    fn totals_follow_edits_and_deletes_through_stored_counted_items() {
+        let events = [
+            created(),
+            Event::TimeAdded {
+                item: item(1),
+                entry: time("2", "0.5"),
+            },
+            Event::ChargeAdded {
+                item: item(2),
+                charge: charge("3", "4", "5"),
+            },
+            Event::NoteAdded {
+                item: item(3),
+                text: "waiting for parts".into(),
+                internal: false,
+            },
+            Event::TimeEdited {
+                item: item(1),
+                entry: time("3.25", "0.25"),
+            },
+            // An edit of another kind and a note's deletion leave the totals as they are.
+            Event::ChargeEdited {
+                item: item(1),
+                charge: charge("100", "1", "1"),
+            },
+            Event::ItemDeleted {
+                item: item(3),
+                kind: ItemKind::Note,
+            },
+            Event::TimeAdded {
+                item: item(4),
+                entry: time("1", "0"),
+            },
+            Event::ItemDeleted {
+                item: item(2),
+                kind: ItemKind::Charge,
+            },
+            // A deleted item is not edited back.
+            Event::ChargeEdited {
+                item: item(2),
+                charge: charge("9", "9", "9"),
+            },
+        ];
+        let entries: Vec<LogEntry> = (1..).zip(&events).map(|(v, ev)| entry(v, ev)).collect();
+        let want = Totals {
+            hours: "4.25".parse().unwrap(),
+            billable_hours: "4".parse().unwrap(),
+            charges_cost: "0".parse().unwrap(),
+            charges_price: "0".parse().unwrap(),
+        };
+        let ticket = entries[0].stream_id.to_string();
+        // One batch, one entry per batch (every counted item read back from its document),
+        // and the whole fold a ticket is read with all agree.
+        for batch in [100, 1, 3] {
+            let stored = apply_in_batches(&entries, batch);
+            let head: TicketView = serde_json::from_slice(&stored[&head_key(&ticket)]).unwrap();
+            assert_eq!(head.totals, want, "batches of {batch}");
+            let whole = whole_view(head.clone(), &entries).unwrap();
+            assert_eq!(whole.totals, want);
+            assert_eq!(whole.items.len(), 4);
+            assert!(whole
+                .items
+                .iter()
+                .any(|i| i.id == item(3).to_string() && i.deleted));
+            let mut stripped = whole.clone();
+            stripped.items.clear();
+            stripped.history.clear();
+            assert_eq!(stripped, head, "the whole view's head is the stored head");
+        }
     }
 }

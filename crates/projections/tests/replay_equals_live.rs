@@ -124,11 +124,25 @@ impl Live {
         let checkpoint = catch_up(&self.store, &TicketProjection).await?;
         assert_eq!(checkpoint, last, "catch_up stops at the end of the log");
         self.appended.push(Appended { recorded_at, batch });
-        let views = TicketProjection::list(&self.store)
+        let views: BTreeMap<String, TicketView> = TicketProjection::list(&self.store)
             .await?
             .into_iter()
             .map(|v| (v.id.clone(), v))
             .collect();
+        // The stored heads (a ticket list) are the views read from the streams, without
+        // their items and history: totals, links and invoices alike.
+        let heads = TicketProjection::list_heads(&self.store).await?;
+        assert_eq!(heads.len(), views.len());
+        for head in heads {
+            let mut whole = views[&head.id].clone();
+            whole.items.clear();
+            whole.history.clear();
+            assert_eq!(
+                whole, head,
+                "ticket {}: stored head and view differ",
+                head.id
+            );
+        }
         self.snapshots.push((last, views));
         Ok(written.len())
     }

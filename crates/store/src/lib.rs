@@ -38,7 +38,7 @@ pub use verify::{
 };
 
 /// The store schema this build writes and understands.
-pub const STORE_SCHEMA: u32 = 8;
+pub const STORE_SCHEMA: u32 = 9;
 /// Most entries returned by one `read_log` call.
 pub const MAX_READ_BATCH: u32 = 10_000;
 

@@ -247,10 +247,10 @@ async fn move_projections(db: &Path, docs: &Path) -> Result<(), StoreError> {
                 // Generation numbers stay never reused: retired ones already deleted count.
                 "UPDATE p.sqlite_sequence SET seq = MAX(seq, (SELECT seq FROM main.sqlite_sequence \
                  WHERE name = 'projection_generations')) WHERE name = 'projection_generations'",
-                // Store schemas 7 and 8 (the projections file's migrations 0002 and 0003,
+                // Store schemas 7 to 9 (the projections file's migrations 0002 to 0004,
                 // which ran before these rows arrived): the ticket projection was written
-                // with history chunks, so it comes along retired and starts over from the
-                // log.
+                // with history chunks and item documents, so it comes along retired and
+                // starts over from the log.
                 "UPDATE p.projection_generations SET name = NULL WHERE name = 'tickets'",
             ] {
                 sqlx::query(sql).execute(&mut *tx).await?;

@@ -1858,7 +1858,7 @@ async fn postgres_a_newer_store_schema_is_refused_and_left_as_it_was() {
         "DO $$ BEGIN \
            IF (SELECT value FROM meta WHERE key = 'store_schema') <> '99' \
              THEN RAISE EXCEPTION 'store_schema changed'; END IF; \
-           IF (SELECT count(*) FROM _sqlx_migrations) <> 8 \
+           IF (SELECT count(*) FROM _sqlx_migrations) <> 9 \
              THEN RAISE EXCEPTION 'migrations changed'; END IF; \
            IF (SELECT count(*) FROM events) <> 6 \
              THEN RAISE EXCEPTION 'events changed'; END IF; \
@@ -2180,4 +2180,11 @@ async fn postgres_schema_7_retires_the_ticket_projection_and_keeps_the_others() 
 #[tokio::test]
 async fn postgres_schema_8_retires_the_ticket_projection_and_keeps_the_others() {
     postgres_ticket_projection_of_schema_is_retired(7, 8).await;
+}
+
+/// Store schema 9 (migration 0009): the projection with item documents is retired, items
+/// are read from the log.
+#[tokio::test]
+async fn postgres_schema_9_retires_the_ticket_projection_and_keeps_the_others() {
+    postgres_ticket_projection_of_schema_is_retired(8, 9).await;
 }

@@ -362,3 +362,10 @@ async fn a_schema_6_ticket_projection_is_retired_and_other_projections_stay() {
 async fn a_schema_7_ticket_projection_is_retired_and_other_projections_stay() {
     a_ticket_projection_of_schema_is_retired(7, 3, 9).await;
 }
+
+/// Schema 8: the ticket projection with item documents is retired by the projections
+/// file's migration 0004 (items are read from the log since schema 9).
+#[tokio::test]
+async fn a_schema_8_ticket_projection_is_retired_and_other_projections_stay() {
+    a_ticket_projection_of_schema_is_retired(8, 4, 10).await;
+}

@@ -1,0 +1,11 @@
+-- Store schema 9: the ticket projection reads a ticket's items from the log, as it reads its
+-- history, instead of keeping a copy of each item in a document; it stores per ticket the
+-- head (what a ticket list shows, totals included) and, per time entry and charge, what the
+-- item adds to the totals. Each item is a function of the ticket's stream, so the item
+-- documents duplicated the log; they were the largest share of what applying an event
+-- wrote. The projections file's own migration 0004 retires the projection stored with item
+-- documents; the next catch-up computes it again from the log.
+--
+-- The number moves so that a ticketsync that still reads items from documents refuses the
+-- file instead of showing tickets without items.
+UPDATE meta SET value = '9' WHERE key = 'store_schema';
