@@ -226,14 +226,14 @@ fn apply(t: &mut Ticket, meta: &EventMeta, event: &Event) {
         t.items.entry(item).or_insert_with(|| Item {
             id: item,
             author: meta.actor.clone(),
-            body: body.clone(),
+            author_versions: vec![(meta.link_seq, Some(body.clone()))],
+            body,
             deleted: false,
             diverged: false,
             link_seq: meta.link_seq,
             received,
             foreign_change: false,
             author_change_seqs: vec![],
-            author_versions: vec![(meta.link_seq, Some(body.clone()))],
         });
     };
     match event {
