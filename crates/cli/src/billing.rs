@@ -426,42 +426,84 @@ tfoot td {{ font-weight: bold; border-bottom: none; }}
     )
 }
 
+/// Tickets a report reads whole at a time: its memory holds one group of tickets (with
+/// their items and history) and one row per outsourced or received ticket, not every ticket.
+const REPORT_GROUP: usize = 64;
+
+/// One `report summary` row for an outsourced or received ticket read whole.
+async fn summary_row(inst: &Instance, t: &TicketView) -> Option<Value> {
+    let o = t.outsource.as_ref()?;
+    let inv = invoice_for(inst, t.clone(), Some(&o.link_id), None)
+        .await
+        .ok();
+    let hours: rust_decimal::Decimal = t
+        .items
+        .iter()
+        .filter(|i| !i.deleted && i.author.instance == o.partner)
+        .filter_map(|i| match &i.body {
+            ticketsync_projections::ticket::ItemBodyView::Time { hours, .. } => Some(*hours),
+            _ => None,
+        })
+        .sum();
+    Some(json!({
+        "partner": o.counterparty, "role": o.role, "ticket": t.id, "number": t.number, "title": t.title,
+        "outsource_status": o.status, "hours": hours,
+        "billable_hours": inv.as_ref().map(|i| i.bill.billable_hours),
+        "charges": inv.as_ref().map(|i| i.bill.charges),
+        "amount": inv.as_ref().map(|i| i.bill.total),
+        "currency": o.terms.as_ref().map(|x| x.currency.clone()),
+        "authorized_hours": o.terms.as_ref().and_then(|x| x.authorized_hours),
+        "authorized_charge": o.terms.as_ref().and_then(|x| x.authorized_charge),
+        "over_authorized": inv.as_ref().is_some_and(|i| i.bill.over_authorized_hours || i.bill.over_authorized_charge),
+        "transaction_fee": t.transaction_fees.iter().find(|f| f.link_id == o.link_id)
+            .map(|f| json!({ "amount": f.amount, "currency": f.currency })),
+    }))
+}
+
+/// One `report status` row for an outsourced or received ticket read whole, its age
+/// counted to `now` (ms) from when the link was sent (which only the history has).
+fn status_row(t: &TicketView, now: i64) -> Option<Value> {
+    let o = t.outsource.as_ref()?;
+    let sent = t
+        .history
+        .iter()
+        .rev()
+        .find(|h| h.event_type == "outsource_sent")
+        .map(|h| h.at.clone());
+    let age_ms = sent
+        .as_deref()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|d| now - d.timestamp_millis());
+    Some(json!({
+        "direction": if o.role == "lead" { "outsourced" } else { "received" },
+        "partner": o.counterparty, "ticket": t.id, "number": t.number, "title": t.title,
+        "outsource_status": o.status, "sent_at": sent,
+        "age_hours": age_ms.map(|a| (a as f64 / 3_600_000.0 * 10.0).round() / 10.0),
+    }))
+}
+
 pub async fn report(inst: &Instance, c: ReportCmd) -> Result<u8> {
     inst.refresh().await?;
-    let tickets = TicketProjection::list(inst.store.as_ref()).await?;
+    // The heads say which tickets have a link; only those are read whole (items and
+    // history, folded from their streams), a group at a time.
+    let linked: Vec<TicketView> = TicketProjection::list_heads(inst.store.as_ref())
+        .await?
+        .into_iter()
+        .filter(|t| t.outsource.is_some())
+        .collect();
+    let now = now_ms();
+    let mut rows = vec![];
+    for group in linked.chunks(REPORT_GROUP) {
+        for t in TicketProjection::views(inst.store.as_ref(), group.to_vec()).await? {
+            let row = match c {
+                ReportCmd::Summary { .. } => summary_row(inst, &t).await,
+                ReportCmd::Status { .. } => status_row(&t, now),
+            };
+            rows.extend(row);
+        }
+    }
     match c {
         ReportCmd::Summary { json } => {
-            let mut rows = vec![];
-            for t in &tickets {
-                let Some(o) = &t.outsource else { continue };
-                let inv = invoice_for(inst, t.clone(), Some(&o.link_id), None)
-                    .await
-                    .ok();
-                let hours: rust_decimal::Decimal = t
-                    .items
-                    .iter()
-                    .filter(|i| !i.deleted && i.author.instance == o.partner)
-                    .filter_map(|i| match &i.body {
-                        ticketsync_projections::ticket::ItemBodyView::Time { hours, .. } => {
-                            Some(*hours)
-                        }
-                        _ => None,
-                    })
-                    .sum();
-                rows.push(json!({
-                    "partner": o.counterparty, "role": o.role, "ticket": t.id, "number": t.number, "title": t.title,
-                    "outsource_status": o.status, "hours": hours,
-                    "billable_hours": inv.as_ref().map(|i| i.bill.billable_hours),
-                    "charges": inv.as_ref().map(|i| i.bill.charges),
-                    "amount": inv.as_ref().map(|i| i.bill.total),
-                    "currency": o.terms.as_ref().map(|x| x.currency.clone()),
-                    "authorized_hours": o.terms.as_ref().and_then(|x| x.authorized_hours),
-                    "authorized_charge": o.terms.as_ref().and_then(|x| x.authorized_charge),
-                    "over_authorized": inv.as_ref().is_some_and(|i| i.bill.over_authorized_hours || i.bill.over_authorized_charge),
-                    "transaction_fee": t.transaction_fees.iter().find(|f| f.link_id == o.link_id)
-                        .map(|f| json!({ "amount": f.amount, "currency": f.currency })),
-                }));
-            }
             rows.sort_by(|a, b| {
                 (a["partner"].as_str(), a["number"].as_u64())
                     .cmp(&(b["partner"].as_str(), b["number"].as_u64()))
@@ -510,27 +552,6 @@ pub async fn report(inst: &Instance, c: ReportCmd) -> Result<u8> {
             }
         }
         ReportCmd::Status { json } => {
-            let now = now_ms();
-            let mut rows = vec![];
-            for t in &tickets {
-                let Some(o) = &t.outsource else { continue };
-                let sent = t
-                    .history
-                    .iter()
-                    .rev()
-                    .find(|h| h.event_type == "outsource_sent")
-                    .map(|h| h.at.clone());
-                let age_ms = sent
-                    .as_deref()
-                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-                    .map(|d| now - d.timestamp_millis());
-                rows.push(json!({
-                    "direction": if o.role == "lead" { "outsourced" } else { "received" },
-                    "partner": o.counterparty, "ticket": t.id, "number": t.number, "title": t.title,
-                    "outsource_status": o.status, "sent_at": sent,
-                    "age_hours": age_ms.map(|a| (a as f64 / 3_600_000.0 * 10.0).round() / 10.0),
-                }));
-            }
             rows.sort_by(|a, b| {
                 (
                     a["direction"].as_str(),

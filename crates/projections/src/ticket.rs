@@ -1023,9 +1023,19 @@ impl TicketProjection {
         Self::get(store, id).await
     }
 
-    /// Every ticket with its items and history, ordered by number. Holds them all at once.
+    /// Every ticket with its items and history, ordered by number. Holds them all at once:
+    /// to go through many tickets, take [`TicketProjection::list_heads`] and read them
+    /// whole a group at a time with [`TicketProjection::views`].
     pub async fn list(store: &dyn Store) -> Result<Vec<TicketView>, ProjectionError> {
-        let heads = Self::list_heads(store).await?;
+        Self::views(store, Self::list_heads(store).await?).await
+    }
+
+    /// The tickets of these heads read whole (with items and history, each as of its
+    /// head), in the order given.
+    pub async fn views(
+        store: &dyn Store,
+        heads: Vec<TicketView>,
+    ) -> Result<Vec<TicketView>, ProjectionError> {
         let mut out = Vec::with_capacity(heads.len());
         // The streams are read a group at a time: one round trip per group, not per ticket.
         let mut heads = heads.into_iter().peekable();
@@ -1043,6 +1053,14 @@ impl TicketProjection {
                 })
                 .collect::<Result<Vec<(Ulid, u64)>, _>>()?;
             let streams = store.read_streams_after(&asked).await?;
+            if streams.len() != group.len() {
+                return Err(ticketsync_store::StoreError::Corrupt(format!(
+                    "the store answered {} of {} stream reads",
+                    streams.len(),
+                    group.len()
+                ))
+                .into());
+            }
             for (head, mut entries) in group.into_iter().zip(streams) {
                 entries.retain(|e| e.position <= head.position);
                 out.push(whole_view(head, &entries)?);

@@ -583,6 +583,51 @@ async fn a_ticket_read_while_its_projection_is_behind_shows_history_up_to_its_he
     Ok(())
 }
 
+#[tokio::test]
+async fn tickets_read_whole_in_groups_come_back_complete_and_in_order() -> TestResult {
+    // given more tickets than one round trip reads, some with a note
+    let dir = TempDir::new()?;
+    let mut live = Live::create(&dir.path().join("live.db")).await?;
+    let who = actors();
+    for n in 0..150u8 {
+        let t = ticket_id(n);
+        live.append(t, &who[0], command(n, &Op::Create))
+            .await?
+            .expect("created");
+        if n % 3 == 0 {
+            live.append(
+                t,
+                &who[0],
+                command(
+                    n,
+                    &Op::AddNote {
+                        slot: 0,
+                        internal: false,
+                    },
+                ),
+            )
+            .await?
+            .expect("noted");
+        }
+    }
+    catch_up(&live.store, &TicketProjection).await?;
+    // when their heads are read whole
+    let heads = TicketProjection::list_heads(&live.store).await?;
+    assert_eq!(heads.len(), 150);
+    let views = TicketProjection::views(&live.store, heads.clone()).await?;
+    // then each is its ticket as `get` reads it, in the order asked
+    assert_eq!(views.len(), heads.len());
+    for (head, view) in heads.iter().zip(&views) {
+        let one = TicketProjection::get(&live.store, head.id.parse()?)
+            .await?
+            .expect("the ticket");
+        assert_eq!(view, &one);
+    }
+    assert_eq!(views.iter().filter(|v| v.items.len() == 1).count(), 50);
+    assert_eq!(TicketProjection::list(&live.store).await?, views);
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // A fixed history, every event kind, checked at every position
 // ---------------------------------------------------------------------------------------------
