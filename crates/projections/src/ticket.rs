@@ -394,6 +394,9 @@ struct Working {
     counted: HashMap<String, Counted>,
     dirty: BTreeSet<String>,
     items: Option<HashMap<String, ViewItem>>,
+    /// The head's links as the domain's, converted when an event first needs them and kept
+    /// in step with the head from then on.
+    links: Option<Vec<Link>>,
 }
 
 impl Working {
@@ -403,6 +406,7 @@ impl Working {
             counted: HashMap::new(),
             dirty: BTreeSet::new(),
             items: whole.then(HashMap::new),
+            links: None,
         }
     }
 
@@ -527,8 +531,8 @@ fn apply_to(
         counted,
         dirty,
         items,
+        links: cached,
     } = &mut w;
-    let mut links = to_domain(&v.links)?;
     let editor = InstanceId::parse(&e.actor_instance).map_err(|_| ProjectionError::BadDoc {
         key: v.id.clone(),
         reason: format!("bad instance {:?}", e.actor_instance),
@@ -545,9 +549,10 @@ fn apply_to(
                 at: Timestamp(e.occurred_at),
                 link_seq: e.link_seq,
             };
-            apply_change(&mut links, *link, &meta, change);
-            v.links = to_docs(&links);
-            v.outsource = current_view(&links, &v.created_by.instance);
+            let links = domain_links(cached, &v.links)?;
+            apply_change(links, *link, &meta, change);
+            v.links = to_docs(links);
+            v.outsource = current_view(links, &v.created_by.instance);
             v.outsource_status = v.outsource.as_ref().map(|o| o.status.clone());
         }
         Event::NoteAdded { item, .. }
@@ -647,7 +652,7 @@ fn apply_to(
         }
         Event::TransactionFeeRecorded { link, fee } => {
             let link_id = link.to_string();
-            let partner = links
+            let partner = domain_links(cached, &v.links)?
                 .iter()
                 .find(|l| l.id == *link && l.lead == editor)
                 .map(|l| l.partner.to_string());
@@ -665,7 +670,9 @@ fn apply_to(
         }
         Event::InvoiceIssued { link, invoice } => {
             let link_id = link.to_string();
-            let issued_by_partner = links.iter().any(|l| l.id == *link && l.partner == editor);
+            let issued_by_partner = domain_links(cached, &v.links)?
+                .iter()
+                .any(|l| l.id == *link && l.partner == editor);
             if issued_by_partner {
                 let stated = StatedInvoice {
                     terms_version: invoice.terms_version,
@@ -694,13 +701,14 @@ fn apply_to(
     // an item event only its item. Only a whole ticket has its items.
     if let Some(items) = items.as_mut() {
         if matches!(ev, Event::Outsource { .. }) {
+            let links = domain_links(cached, &v.links)?;
             for s in items.values_mut() {
-                rederive(&links, &mut s.item)?;
+                rederive(links, &mut s.item)?;
             }
         } else if let Some(id) = ev.item().map(|i| i.to_string()) {
             // Looked up, not searched for: a ticket can have thousands of items.
             if let Some(s) = items.get_mut(&id) {
-                rederive(&links, &mut s.item)?;
+                rederive(domain_links(cached, &v.links)?, &mut s.item)?;
             }
         }
     }
@@ -708,6 +716,19 @@ fn apply_to(
     v.position = e.position;
     v.updated_at = at;
     Ok(Some(w))
+}
+
+/// The ticket's links as the domain's: `cached` if an earlier event converted them, else
+/// converted from the head's `docs` now and kept there. Events that do not look at the
+/// links (most of them: notes, time, charges) never convert them.
+fn domain_links<'c>(
+    cached: &'c mut Option<Vec<Link>>,
+    docs: &[LinkDoc],
+) -> Result<&'c mut Vec<Link>, ProjectionError> {
+    if cached.is_none() {
+        *cached = Some(to_domain(docs)?);
+    }
+    Ok(cached.get_or_insert_with(Vec::new))
 }
 
 /// Derives an item's sharing and divergence from the ticket's links.
