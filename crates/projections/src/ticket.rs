@@ -560,7 +560,7 @@ fn apply_to(
         | Event::ChargeAdded { item, .. }
         | Event::AttachmentAdded { item, .. } => {
             let id = item.to_string();
-            if let Some(body) = event_body(ev) {
+            if let Some(body) = body_wanted(ev, items) {
                 let kind = kind_key(body.kind());
                 if counts(body.kind()) && !counted.contains_key(&id) {
                     let adds = contribution(&body);
@@ -607,7 +607,7 @@ fn apply_to(
         | Event::TimeEdited { item, .. }
         | Event::ChargeEdited { item, .. } => {
             let id = item.to_string();
-            if let Some(body) = event_body(ev) {
+            if let Some(body) = body_wanted(ev, items) {
                 let kind = kind_key(body.kind());
                 if let Some(c) = counted
                     .get_mut(&id)
@@ -618,12 +618,7 @@ fn apply_to(
                     c.adds = adds;
                     dirty.insert(id.clone());
                 }
-                if let Some(i) = items
-                    .as_mut()
-                    .and_then(|m| m.get_mut(&id))
-                    .map(|s| &mut s.item)
-                    .filter(|i| !i.deleted && i.kind == kind)
-                {
+                if let Some(i) = shown(items, &id).filter(|i| !i.deleted && i.kind == kind) {
                     note_change(i, &editor, e.link_seq);
                     let (b, internal) = body_view(&body);
                     i.body = b;
@@ -640,11 +635,7 @@ fn apply_to(
                 c.deleted = true;
                 dirty.insert(id.clone());
             }
-            if let Some(i) = items
-                .as_mut()
-                .and_then(|m| m.get_mut(&id))
-                .map(|s| &mut s.item)
-            {
+            if let Some(i) = shown(items, &id) {
                 note_change(i, &editor, e.link_seq);
                 i.deleted = true;
                 i.updated_at = at.clone();
@@ -716,6 +707,31 @@ fn apply_to(
     v.position = e.position;
     v.updated_at = at;
     Ok(Some(w))
+}
+
+/// The body an add or edit event gives its item, when something will use it: a whole
+/// ticket shows every item; stored heads only count time entries and charges, so applying
+/// a note or an attachment to them copies nothing out of the event.
+fn body_wanted(ev: &Event, items: &Option<HashMap<String, ViewItem>>) -> Option<ItemBody> {
+    let counted = matches!(
+        ev,
+        Event::TimeAdded { .. }
+            | Event::TimeEdited { .. }
+            | Event::ChargeAdded { .. }
+            | Event::ChargeEdited { .. }
+    );
+    (counted || items.is_some())
+        .then(|| event_body(ev))
+        .flatten()
+}
+
+/// The item `id` as a whole ticket shows it (`None` for stored heads, which keep no items,
+/// and for an item the ticket does not have).
+fn shown<'w>(
+    items: &'w mut Option<HashMap<String, ViewItem>>,
+    id: &str,
+) -> Option<&'w mut ItemView> {
+    items.as_mut()?.get_mut(id).map(|s| &mut s.item)
 }
 
 /// The ticket's links as the domain's: `cached` if an earlier event converted them, else
