@@ -1,6 +1,6 @@
-//! The ticket projection: each ticket's current state and items as JSON documents (a head,
-//! one per item), plus the instance's ticket numbers; a ticket's history is read from its
-//! stream in the log.
+//! The ticket projection: each ticket's head (its current state and totals) as a JSON
+//! document, with what each time entry and charge adds to the totals and the instance's
+//! ticket numbers; a ticket's items and history are read from its stream in the log.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -713,13 +713,8 @@ fn apply_to(
 /// ticket shows every item; stored heads only count time entries and charges, so applying
 /// a note or an attachment to them copies nothing out of the event.
 fn body_wanted(ev: &Event, items: &Option<HashMap<String, ViewItem>>) -> Option<ItemBody> {
-    let counted = matches!(
-        ev,
-        Event::TimeAdded { .. }
-            | Event::TimeEdited { .. }
-            | Event::ChargeAdded { .. }
-            | Event::ChargeEdited { .. }
-    );
+    // `item_deleted`, the other counted type, has no body.
+    let counted = COUNTED_TYPES.contains(&ev.type_name());
     (counted || items.is_some())
         .then(|| event_body(ev))
         .flatten()
@@ -988,20 +983,26 @@ impl Stored {
 /// has: they are numbered across tickets). The history, the items and the head stay at the
 /// same point even while the projection is behind the log.
 fn whole_view(head: TicketView, entries: &[LogEntry]) -> Result<TicketView, ProjectionError> {
-    let events = decode_all(entries)?;
-    let mut work = None;
-    for (e, ev) in entries.iter().zip(&events) {
-        work = apply_to(work, head.number, true, e, ev)?;
-    }
-    let Some(w) = work else {
+    let Some(mut view) = fold_whole(entries, head.number)? else {
         return Err(ProjectionError::BadDoc {
             key: head_key(&head.id),
             reason: "its stream does not create the ticket".into(),
         });
     };
-    let mut view = w.into_view(history_lines(entries, &events));
     view.invoices = head.invoices;
     Ok(view)
+}
+
+/// A ticket's stream `entries` folded into its whole view (items and history), the ticket
+/// numbered `number`; `None` when they do not create it. Each entry is decoded once, for the
+/// fold and for the history lines.
+fn fold_whole(entries: &[LogEntry], number: u64) -> Result<Option<TicketView>, ProjectionError> {
+    let events = decode_all(entries)?;
+    let mut work = None;
+    for (e, ev) in entries.iter().zip(&events) {
+        work = apply_to(work, number, true, e, ev)?;
+    }
+    Ok(work.map(|w| w.into_view(history_lines(entries, &events))))
 }
 
 impl TicketProjection {
@@ -1127,13 +1128,7 @@ pub async fn ticket_as_of(
     number: u64,
 ) -> Result<Option<TicketView>, ProjectionError> {
     let entries = store.read_stream(id, Some(position)).await?;
-    // Decoded once, for the fold and for the history lines.
-    let events = decode_all(&entries)?;
-    let mut work = None;
-    for (e, ev) in entries.iter().zip(&events) {
-        work = apply_to(work, number, true, e, ev)?;
-    }
-    Ok(work.map(|w| w.into_view(history_lines(&entries, &events))))
+    fold_whole(&entries, number)
 }
 
 #[cfg(test)]
